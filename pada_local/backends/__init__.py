@@ -1,0 +1,58 @@
+"""Backends by name, imported only when used, so `pada --help` never loads torch."""
+
+from __future__ import annotations
+
+import importlib.util
+import platform
+import sys
+from typing import Any
+
+from ..errors import BackendUnavailable
+
+TRAINERS = {
+    "peft": ("pada_local.backends.peft_trainer", "PeftTrainer", "transformers", "pip install 'pada-local'"),
+    "unsloth": ("pada_local.backends.unsloth_trainer", "UnslothTrainer", "unsloth", "pip install 'pada-local[unsloth]'"),
+    "mlx": ("pada_local.backends.mlx_trainer", "MLXTrainer", "mlx_lm", "pip install 'pada-local[mlx]'"),
+}
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _cuda() -> bool:
+    if "torch" not in sys.modules and not _has("torch"):
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def is_apple_silicon() -> bool:
+    return sys.platform == "darwin" and platform.machine() == "arm64"
+
+
+def choose_trainer(requested: str) -> tuple[str, str]:
+    """(backend, why) for `auto` or a named backend; raises if it cannot run here."""
+    if requested != "auto":
+        _check_available(requested)
+        return requested, "named in the config"
+    if _has("unsloth") and _cuda():
+        return "unsloth", "CUDA GPU present and unsloth installed"
+    if _has("mlx_lm") and is_apple_silicon():
+        return "mlx", "Apple Silicon and mlx-lm installed"
+    return "peft", "no CUDA+unsloth or Apple Silicon+mlx-lm here: transformers + peft"
+
+
+def _check_available(name: str) -> None:
+    if name not in TRAINERS:
+        raise BackendUnavailable(f"unknown trainer backend '{name}'", hint=f"one of: auto, {', '.join(TRAINERS)}")
+    module, _, package, install = TRAINERS[name]
+    if not _has(package) or importlib.util.find_spec(module) is None:
+        raise BackendUnavailable(f"trainer backend '{name}' is not installed here", hint=install)
+
+
+def get_trainer(name: str) -> Any:
+    _check_available(name)
+    module, cls, _, _ = TRAINERS[name]
+    return getattr(importlib.import_module(module), cls)()

@@ -1,0 +1,109 @@
+"""Small interfaces the stages program against; concrete backends load lazily by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+from pydantic import BaseModel
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat completion. `schema` (a pydantic model) constrains and validates the reply."""
+
+    messages: tuple[dict[str, str], ...]
+    schema: type[BaseModel] | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A reply. With a schema, `data` is the validated object, or `ok` is False and `error`
+    says why; the raw text is always kept so a rejected row can be shown later."""
+
+    text: str
+    data: BaseModel | None = None
+    ok: bool = True
+    error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    finish_reason: str | None = None
+
+
+OnItem = Callable[[int, Completion], None]
+
+
+class Generator(Protocol):
+    """Teacher or student inference."""
+
+    supports_schema: bool
+
+    def generate(self, requests: Sequence[ChatRequest], on_item: OnItem | None = None) -> list[Completion]: ...
+
+
+class Embedder(Protocol):
+    def embed(self, texts: Sequence[str]) -> Any:  # numpy array (n, d), L2-normalised
+        ...
+
+
+@dataclass(frozen=True)
+class TrainExample:
+    """A training pair in chat form; loss is taken on `answer` only."""
+
+    prompt_messages: tuple[dict[str, str], ...]
+    answer: str
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    base_dir: Path
+    examples: tuple[TrainExample, ...]
+    out_dir: Path
+    rank: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    epochs: float = 2.0
+    max_steps: int | None = None
+    lr: float = 2e-4
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_length: int = 256
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    step: int
+    total_steps: int
+    loss: float | None
+    lr: float | None
+    epoch: float | None
+    tokens_per_s: float | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Adapter:
+    path: Path
+    steps: int
+    seconds: float
+    tokens: int
+    history: tuple[StepInfo, ...] = field(default_factory=tuple)
+
+
+class Trainer(Protocol):
+    name: str
+    supports_4bit: bool
+
+    def train(
+        self,
+        spec: TrainSpec,
+        on_step: Callable[[StepInfo], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Adapter: ...

@@ -1,0 +1,134 @@
+"""Teacher (and GGUF student) inference through llama-cpp-python.
+
+llama.cpp compiles a JSON schema into a grammar, but silently falls back to generic JSON when
+it cannot; so every constrained reply is validated with pydantic here, and an invalid reply
+becomes a failed Completion carrying its raw text, never an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from pydantic import ValidationError
+
+from ..errors import ModelError
+from .base import ChatRequest, Completion, OnItem
+
+
+class LlamaCppGenerator:
+    supports_schema = True
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        n_gpu_layers: int = 0,
+        temperature: float = 0.7,
+        max_tokens: int = 256,
+        seed: int = 0,
+    ) -> None:
+        self.model_path = Path(model_path)
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.seed = seed
+        self.llm = _load(self.model_path, n_ctx, n_threads, n_gpu_layers, seed)
+
+    def generate(self, requests: Sequence[ChatRequest], on_item: OnItem | None = None) -> list[Completion]:
+        out = []
+        for i, req in enumerate(requests):
+            done = self.complete(req)
+            out.append(done)
+            if on_item is not None:
+                on_item(i, done)
+        return out
+
+    def complete(self, req: ChatRequest) -> Completion:
+        start = time.perf_counter()
+        reply = self.llm.create_chat_completion(**self._kwargs(req))
+        seconds = time.perf_counter() - start
+        choice = reply["choices"][0]
+        text = choice["message"].get("content") or ""
+        usage = reply.get("usage") or {}
+        done = Completion(
+            text=text,
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            seconds=seconds,
+            finish_reason=choice.get("finish_reason"),
+        )
+        return done if req.schema is None else _validated(done, req)
+
+    def _kwargs(self, req: ChatRequest) -> dict[str, Any]:
+        # `is None` checks: temperature 0 and seed 0 are real values.
+        kwargs: dict[str, Any] = {
+            "messages": list(req.messages),
+            "temperature": self.temperature if req.temperature is None else req.temperature,
+            "max_tokens": self.max_tokens if req.max_tokens is None else req.max_tokens,
+            "seed": self.seed if req.seed is None else req.seed,
+        }
+        if req.schema is not None:
+            schema = req.schema.model_json_schema()
+            kwargs["response_format"] = {"type": "json_object", "schema": schema}
+        return kwargs
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llm.tokenize(text.encode(), add_bos=False, special=True))
+
+    def close(self) -> None:
+        closer = getattr(self.llm, "close", None)
+        if closer is not None:
+            closer()
+
+
+def _validated(done: Completion, req: ChatRequest) -> Completion:
+    assert req.schema is not None
+    try:
+        data = req.schema.model_validate_json(done.text)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "reply"
+        return _failed(done, f"invalid reply: {where}: {first['msg']}")
+    return Completion(**{**done.__dict__, "data": data})
+
+
+def _failed(done: Completion, error: str) -> Completion:
+    return Completion(**{**done.__dict__, "ok": False, "error": error, "data": None})
+
+
+def _load(path: Path, n_ctx: int, n_threads: int | None, n_gpu_layers: int, seed: int) -> Any:
+    from llama_cpp import Llama
+
+    try:
+        return Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=n_threads if n_threads is not None else (os.cpu_count() or 1),
+            n_gpu_layers=n_gpu_layers,
+            seed=seed,
+            verbose=False,
+        )
+    except (ValueError, RuntimeError) as err:
+        raise ModelError(f"{path}: llama.cpp could not load this model ({err})") from None
+
+
+def build_info() -> dict[str, Any]:
+    """llama-cpp-python's version and the features its llama.cpp was built with."""
+    import llama_cpp
+
+    info: dict[str, Any] = {"version": llama_cpp.__version__}
+    try:
+        info["system_info"] = llama_cpp.llama_print_system_info().decode(errors="replace").strip()
+        info["gpu_offload"] = bool(llama_cpp.llama_supports_gpu_offload())
+    except AttributeError:
+        pass
+    return info
+
+
+def dumps_schema(schema: Any) -> str:
+    return json.dumps(schema, indent=None)

@@ -1,0 +1,136 @@
+"""LoRA with TRL's SFTTrainer + peft: CPU everywhere, CUDA/MPS where present.
+
+Examples go in as conversational prompt/completion pairs, so TRL renders them with the
+student's own chat template and takes the loss on the completion (the answer) only.
+Training always starts from the base weights (LLM2LLM found that better than continuing).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .base import Adapter, StepInfo, TrainSpec
+
+
+class PeftTrainer:
+    name = "peft"
+    supports_4bit = False
+
+    def train(
+        self,
+        spec: TrainSpec,
+        on_step: Callable[[StepInfo], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Adapter:
+        from .hf import load_model, load_tokenizer, pick_device, quiet_libraries
+
+    quiet_libraries()
+
+        device = pick_device()
+        tokenizer = load_tokenizer(spec.base_dir)
+        model = load_model(spec.base_dir, device=device).train()
+        history: list[StepInfo] = []
+        trainer = _sft_trainer(spec, model, tokenizer, device, _callback(history, on_step, should_stop))
+        start = time.perf_counter()
+        trainer.train()
+        tmp = spec.out_dir.with_name(spec.out_dir.name + ".tmp")
+        trainer.model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        _replace_dir(tmp, spec.out_dir)
+        tokens = int(trainer.state.num_input_tokens_seen or 0) or _estimate_tokens(history)
+        return Adapter(spec.out_dir, trainer.state.global_step, time.perf_counter() - start, tokens, tuple(history))
+
+
+def _sft_trainer(spec: TrainSpec, model: Any, tokenizer: Any, device: str, callback: Any) -> Any:
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    rows = [
+        {"prompt": list(ex.prompt_messages), "completion": [{"role": "assistant", "content": ex.answer}]}
+        for ex in spec.examples
+    ]
+    args = SFTConfig(
+        output_dir=str(spec.out_dir.with_name(spec.out_dir.name + ".work")),
+        num_train_epochs=spec.epochs,
+        max_steps=spec.max_steps if spec.max_steps is not None else -1,
+        learning_rate=spec.lr,
+        per_device_train_batch_size=spec.batch_size,
+        gradient_accumulation_steps=spec.grad_accum,
+        max_length=spec.max_length,
+        seed=spec.seed,
+        data_seed=spec.seed,
+        completion_only_loss=True,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=device == "cpu",
+        bf16=device != "cpu",
+        gradient_checkpointing=False,  # small students fit; checkpointing only costs time here
+        lr_scheduler_type="cosine",
+        warmup_steps=0,
+        include_num_input_tokens_seen=True,
+        disable_tqdm=True,
+    )
+    lora = LoraConfig(
+        r=spec.rank, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
+        target_modules=list(spec.target_modules), task_type="CAUSAL_LM",
+    )
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer, peft_config=lora, callbacks=[callback],
+    )
+    # Progress goes through our callback; the default printer would write dicts to stdout.
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def _callback(history: list[StepInfo], on_step: Callable[[StepInfo], None] | None,
+              should_stop: Callable[[], bool] | None) -> Any:
+    from transformers import TrainerCallback
+
+    class _Progress(TrainerCallback):
+        """Turns the trainer's log events into StepInfo; asks it to stop when told to."""
+
+        def __init__(self) -> None:
+            self.t0 = time.perf_counter()
+            self.last = (self.t0, 0)
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **_: Any) -> None:
+            if not logs or "loss" not in logs:
+                return
+            now, tokens = time.perf_counter(), int(state.num_input_tokens_seen or 0)
+            rate = (tokens - self.last[1]) / max(now - self.last[0], 1e-9) if tokens else None
+            self.last = (now, tokens)
+            info = StepInfo(state.global_step, state.max_steps, _f(logs.get("loss")), _f(logs.get("learning_rate")),
+                            _f(logs.get("epoch")), rate, now - self.t0)
+            history.append(info)
+            if on_step is not None:
+                on_step(info)
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+            if should_stop is not None and should_stop():
+                control.should_training_stop = True
+
+    return _Progress()
+
+
+def _f(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _estimate_tokens(history: list[StepInfo]) -> int:
+    return int(sum((h.tokens_per_s or 0) for h in history))
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Move a finished folder into place so a crash never leaves a half-written adapter."""
+    import shutil
+
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    shutil.rmtree(final.with_name(final.name + ".work"), ignore_errors=True)

@@ -1,0 +1,210 @@
+"""One typed configuration for a run: a YAML file plus `--set key=value` overrides.
+
+Unknown keys are errors (extra="forbid"), so a typo never silently falls back to a default.
+Relative paths are resolved against the config file's folder, so a config can travel with
+its data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelsConfig(_Section):
+    teacher: str = Field("smollm2-135m", description="Teacher: a catalogue name or a path to a GGUF file.")
+    student: str = Field(
+        "smollm2-135m",
+        description="Student: a catalogue name, a Hugging Face model directory, or a GGUF file.",
+    )
+    judge: str | None = Field(None, description="Judge GGUF (catalogue name or path); None = the teacher.")
+    embedder: str = Field(
+        "all-minilm-l6-v2", description="Sentence-transformers model: catalogue name or directory."
+    )
+
+
+class TeacherConfig(_Section):
+    n_ctx: int = Field(2048, ge=256, description="llama.cpp context size in tokens.")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads for llama.cpp; None = all cores.")
+    n_gpu_layers: int = Field(0, ge=-1, description="Layers offloaded to the GPU (-1 = all).")
+    temperature: float = Field(0.7, ge=0.0, le=2.0, description="Sampling temperature for generation.")
+    max_tokens: int = Field(256, ge=8, description="Cap on tokens per teacher reply.")
+    seed: int = Field(0, ge=0, description="Sampling seed (each call derives its own from this).")
+
+
+class FieldMap(_Section):
+    input: str = Field("prompt", description="Field holding the user input (ignored for `messages`).")
+    output: str = Field("completion", description="Field holding the reference answer.")
+    id: str | None = Field("id", description="Field holding a unique id; missing ids are numbered.")
+
+
+class DataConfig(_Section):
+    train: Path = Field(..., description="Training split: JSONL, CSV, or a `save_to_disk` folder.")
+    validation: Path = Field(..., description="Validation split (drives patterns and round choice).")
+    test: Path | None = Field(None, description="Sealed test split: reported, never used to decide.")
+    fields: FieldMap = Field(default_factory=FieldMap, description="Names of the fields to read.")
+    limit: int | None = Field(None, ge=1, description="Use only the first N items of each split.")
+
+
+ScorerKind = Literal["exact", "numeric", "label", "regex", "choice", "judge"]
+
+
+class ScorerConfig(_Section):
+    kind: ScorerKind = Field("exact", description="How a prediction is scored (0/1).")
+    labels: list[str] | None = Field(None, description="Label set for `label`.")
+    pattern: str | None = Field(None, description="Regex with one group for `regex`.")
+    tolerance: float = Field(1e-6, ge=0, description="Absolute tolerance for `numeric`.")
+    choices: str = Field("ABCDE", description="Allowed letters for `choice`.")
+    rubric: str | None = Field(None, description="Rubric the judge applies for `judge`.")
+
+    @model_validator(mode="after")
+    def _needs(self) -> "ScorerConfig":
+        need = {"label": "labels", "regex": "pattern", "judge": "rubric"}.get(self.kind)
+        if need is not None and getattr(self, need) is None:
+            raise ValueError(f"scorer kind '{self.kind}' needs '{need}'")
+        return self
+
+
+class TaskConfig(_Section):
+    name: str = Field("task", description="Short name of the task.")
+    description: str = Field("", description="What the task is, in a sentence, for the teacher.")
+    system_prompt: str | None = Field(None, description="System prompt given to the student.")
+    answer_format: str = Field("", description="How an answer must look (told to the teacher).")
+    scorer: ScorerConfig = Field(default_factory=ScorerConfig, description="Failure criterion.")
+    max_new_tokens: int = Field(32, ge=1, description="Greedy decoding cap for evaluation.")
+    verifier: str | None = Field(
+        None, description="Name of a built-in verifier that computes the right answer for an input."
+    )
+
+
+class TrainConfig(_Section):
+    backend: Literal["auto", "peft", "unsloth", "mlx"] = Field("auto", description="Trainer backend.")
+    rank: int = Field(8, ge=1, description="LoRA rank r.")
+    alpha: int = Field(16, ge=1, description="LoRA alpha.")
+    dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        description="Module names LoRA adapts.",
+    )
+    epochs: float = Field(2.0, gt=0, description="Passes over the training set.")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many steps (overrides epochs).")
+    lr: float = Field(2e-4, gt=0, description="Peak learning rate.")
+    batch_size: int = Field(8, ge=1, description="Sequences per optimizer step (per device).")
+    grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
+    max_length: int = Field(256, ge=16, description="Truncate sequences to this many tokens.")
+    seed: int = Field(0, ge=0, description="Training seed.")
+
+
+class LoopConfig(_Section):
+    strategy: Literal["pada", "llm2llm", "paraphrase", "none"] = Field(
+        "pada", description="Augmentation strategy (METHOD.md 'Baselines')."
+    )
+    rounds: int = Field(3, ge=0, description="Augmentation rounds after round 0.")
+    budget: int | None = Field(None, ge=0, description="Synthetic samples per round; None = |D_train|.")
+    analysis_cap: int = Field(32, ge=1, description="Most validation failures analysed per round.")
+    k_max: int = Field(6, ge=1, description="Largest k tried by k-means.")
+    patience: int = Field(2, ge=1, description="Stop after this many rounds without a better D_val score.")
+    seed: int = Field(0, ge=0, description="Seed for sampling, clustering and generation.")
+    exemplars: int = Field(3, ge=0, description="Train exemplars shown to the teacher per generation prompt.")
+
+
+class QualityConfig(_Section):
+    confirm_answer: bool = Field(True, description="Teacher re-solves each input; keep if it agrees.")
+    judge: bool = Field(True, description="Ask the judge for a 1-5 quality score.")
+    judge_threshold: int = Field(3, ge=1, le=5, description="Lowest judge score accepted.")
+    dup_cosine: float = Field(0.95, gt=0, le=1, description="Embedding cosine at which two inputs are duplicates.")
+    dup_ngram: float = Field(0.8, gt=0, le=1, description="Word 3-gram Jaccard at which two inputs are duplicates.")
+
+
+class Config(_Section):
+    name: str = Field("run", description="Name shown in run history.")
+    store: Path = Field(Path("runs/pada.db"), description="SQLite run store.")
+    workdir: Path = Field(Path("runs"), description="Folder for adapters and exports.")
+    models: ModelsConfig = Field(default_factory=ModelsConfig, description="Which models to use.")
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig, description="Teacher inference settings.")
+    data: DataConfig = Field(..., description="Dataset splits.")
+    task: TaskConfig = Field(default_factory=TaskConfig, description="Task definition and scorer.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="LoRA training settings.")
+    loop: LoopConfig = Field(default_factory=LoopConfig, description="Rounds, budget and stop rules.")
+    quality: QualityConfig = Field(default_factory=QualityConfig, description="Quality-control settings.")
+
+
+def _coerce(text: str) -> Any:
+    import yaml
+
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b.c=value` overrides (values parsed as YAML scalars) to a raw config dict."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override '{item}' is not KEY=VALUE", hint="e.g. --set loop.rounds=2")
+        node = raw
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{item}': '{part}' is not a section")
+        node[leaf] = _coerce(value)
+    return raw
+
+
+def _resolve_paths(cfg: Config, base: Path) -> Config:
+    def fix(p: Path | None) -> Path | None:
+        return None if p is None else (p if p.is_absolute() else (base / p).resolve())
+
+    cfg.store = fix(cfg.store)
+    cfg.workdir = fix(cfg.workdir)
+    for split in ("train", "validation", "test"):
+        setattr(cfg.data, split, fix(getattr(cfg.data, split)))
+    return cfg
+
+
+def _format_validation(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {where}: {msg}")
+    return "\n".join(lines)
+
+
+def from_dict(raw: dict[str, Any], base: Path, source: str = "config") -> Config:
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_validation(err, source), hint="see `pada config --schema`") from None
+    return _resolve_paths(cfg, base)
+
+
+def load(path: Path, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config file, apply overrides, validate; paths relative to the file."""
+    import yaml
+
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    raw = apply_overrides(raw, overrides or [])
+    return from_dict(raw, path.parent.resolve(), str(path))
+
+
+def dump(cfg: Config) -> dict[str, Any]:
+    """The resolved config as plain JSON-able data, saved with each run."""
+    return cfg.model_dump(mode="json")
