@@ -74,6 +74,114 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- run / runs / demo
+
+
+def _store_path(args: argparse.Namespace) -> Path:
+    import os
+
+    return Path(args.store or os.environ.get("PADA_STORE", "runs/pada.db")).resolve()
+
+
+def _run_loop(start: Any) -> str:
+    from .progress import RichReporter
+
+    with RichReporter() as reporter:
+        return start(reporter)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import loop
+    from .config import load
+
+    if args.resume is not None:
+        run_id = _run_loop(lambda rep: loop.resume(_store_path(args), args.resume, report=rep))
+        store = _store_path(args)
+    else:
+        if args.config is None:
+            raise PadaError("give a config file, or --resume RUN_ID", hint="pada run examples/own-task.yaml")
+        overrides = list(args.set) + ([f"store={args.store}"] if args.store else [])
+        cfg = load(Path(args.config), overrides)
+        run_id = _run_loop(lambda rep: loop.start(cfg, report=rep))
+        store = cfg.store
+    _print_summary(store, run_id)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from . import loop
+    from .config import load
+    from .tasks import DEMO_CONFIG
+
+    overrides = list(args.set) + ([f"loop.rounds={args.rounds}"] if args.rounds is not None else [])
+    overrides += [f"store={args.store}"] if args.store else []
+    cfg = load(DEMO_CONFIG, overrides)
+    _err(f"demo: task '{cfg.task.name}', student {cfg.models.student}, teacher {cfg.models.teacher}, "
+         f"{cfg.loop.rounds} rounds; store {cfg.store}")
+    run_id = _run_loop(lambda rep: loop.start(cfg, report=rep))
+    _print_summary(cfg.store, run_id)
+    return 0
+
+
+def _print_summary(store_path: Path, run_id: str) -> None:
+    from .report import round_table
+    from .store import RunStore
+
+    with RunStore(store_path) as store:
+        run = store.run(run_id)
+        rows = round_table(store, run_id)
+    cols = ["round", "val", "test", "accepted", "rejected", "train_items", "seconds", "status"]
+    _table(rows, cols, title=f"run {run_id} ({run['strategy']}): scores in % on validation and sealed test")
+    best = run["best_round"]
+    print(f"best round by validation: {best}; stopped: {run['stop_reason']}")
+    print(f"details: pada runs show {run_id}   resume/continue: pada run --resume {run_id}")
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from .report import run_detail, run_rows
+    from .store import RunStore
+
+    path = _store_path(args)
+    if not path.exists():
+        raise PadaError(f"no run store at {path}", hint="start a run with `pada demo` or `pada run CONFIG`")
+    with RunStore(path) as store:
+        if args.action == "show":
+            if args.run_id is None:
+                raise PadaError("which run?", hint="pada runs show RUN_ID")
+            run_id = store.resolve_run_id(args.run_id)
+            detail = run_detail(store, run_id)
+            if args.json:
+                print(json.dumps(detail, indent=2, default=str))
+                return 0
+            _show_run(store, run_id, detail)
+            return 0
+        rows = run_rows(store)
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+    else:
+        for r in rows:
+            for k in ("best_val", "best_test"):
+                r[k] = "-" if r[k] is None else f"{100 * r[k]:.1f}"
+        _table(rows, ["id", "name", "task", "strategy", "status", "rounds", "best_round", "best_val", "best_test",
+                      "seconds", "created_at"], title=f"runs in {path}")
+    return 0
+
+
+def _show_run(store: Any, run_id: str, detail: dict[str, Any]) -> None:
+    from .report import round_table
+
+    run = detail["run"]
+    print(f"run {run_id}: {run['name']} [{run['status']}] strategy={run['strategy']} "
+          f"student={run['student']} teacher={run['teacher']} stop: {run.get('stop_reason') or '-'}")
+    _table(round_table(store, run_id), ["round", "val", "test", "accepted", "rejected", "train_items", "seconds",
+                                        "status"], title="rounds")
+    stages = [{**s, "tokens": (s["prompt_tokens"] or 0) + (s["completion_tokens"] or 0)} for s in detail["stages"]]
+    _table(stages, ["round", "stage", "seconds", "items", "tokens"], title="stages")
+    if detail["patterns"]:
+        _table(detail["patterns"], ["round", "cluster", "size", "name", "strategy"], title="patterns")
+    print("rows stored: " + ", ".join(f"{k} {v}" for k, v in detail["counts"].items()))
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -97,6 +205,25 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--schema", action="store_true", help="print the config's JSON schema")
     c.set_defaults(func=cmd_config)
 
+    r = sub.add_parser("run", help="start a run from a config, or resume one")
+    r.add_argument("config", nargs="?", help="YAML config file")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    r.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run from its last finished stage")
+    r.add_argument("--store", help="run store (default: $PADA_STORE or runs/pada.db)")
+    r.set_defaults(func=cmd_run)
+
+    dm = sub.add_parser("demo", help="run the loop on the shipped demo task with the embedded models")
+    dm.add_argument("--rounds", type=int, help="augmentation rounds (default 2)")
+    dm.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    dm.add_argument("--store", help="run store (default: $PADA_STORE or runs/pada.db)")
+    dm.set_defaults(func=cmd_demo)
+
+    rs = sub.add_parser("runs", help="run history: list runs, or `runs show RUN_ID`")
+    rs.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    rs.add_argument("run_id", nargs="?", help="run id (a unique prefix is enough)")
+    rs.add_argument("--json", action="store_true", help="machine-readable output")
+    rs.add_argument("--store", help="run store (default: $PADA_STORE or runs/pada.db)")
+    rs.set_defaults(func=cmd_runs)
     return p
 
 

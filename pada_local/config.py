@@ -7,6 +7,7 @@ its data.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -119,6 +120,11 @@ class LoopConfig(_Section):
 class QualityConfig(_Section):
     confirm_answer: bool = Field(True, description="Teacher re-solves each input; keep if it agrees.")
     judge: bool = Field(True, description="Ask the judge for a 1-5 quality score.")
+    verifier_fixes_answer: bool = Field(
+        False,
+        description="With a task verifier: replace a wrong synthetic answer by the verified one "
+        "instead of rejecting the sample (the teacher's text stays in the record).",
+    )
     judge_threshold: int = Field(3, ge=1, le=5, description="Lowest judge score accepted.")
     dup_cosine: float = Field(0.95, gt=0, le=1, description="Embedding cosine at which two inputs are duplicates.")
     dup_ngram: float = Field(0.8, gt=0, le=1, description="Word 3-gram Jaccard at which two inputs are duplicates.")
@@ -126,8 +132,11 @@ class QualityConfig(_Section):
 
 class Config(_Section):
     name: str = Field("run", description="Name shown in run history.")
-    store: Path = Field(Path("runs/pada.db"), description="SQLite run store.")
-    workdir: Path = Field(Path("runs"), description="Folder for adapters and exports.")
+    store: Path = Field(
+        default_factory=lambda: Path(os.environ.get("PADA_STORE", "runs/pada.db")),
+        description="SQLite run store (relative to the working directory; default $PADA_STORE or runs/pada.db).",
+    )
+    workdir: Path = Field(Path("runs"), description="Folder for adapters and exports (relative to the working directory).")
     models: ModelsConfig = Field(default_factory=ModelsConfig, description="Which models to use.")
     teacher: TeacherConfig = Field(default_factory=TeacherConfig, description="Teacher inference settings.")
     data: DataConfig = Field(..., description="Dataset splits.")
@@ -163,8 +172,9 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
     def fix(p: Path | None) -> Path | None:
         return None if p is None else (p if p.is_absolute() else (base / p).resolve())
 
-    cfg.store = fix(cfg.store)
-    cfg.workdir = fix(cfg.workdir)
+    # Run outputs follow the user's working directory; data paths follow the config file.
+    cfg.store = cfg.store if cfg.store.is_absolute() else (Path.cwd() / cfg.store).resolve()
+    cfg.workdir = cfg.workdir if cfg.workdir.is_absolute() else (Path.cwd() / cfg.workdir).resolve()
     for split in ("train", "validation", "test"):
         setattr(cfg.data, split, fix(getattr(cfg.data, split)))
     return cfg

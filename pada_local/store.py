@@ -118,9 +118,16 @@ def migrate_002_human_review(db: sqlite_utils.Database) -> None:
         ON artifacts(run_id, ifnull(round, -1), kind, path)""")
 
 
+def migrate_003_stop_reason(db: sqlite_utils.Database) -> None:
+    """Additive: why a run stopped (rounds done, no failures left, no samples, patience)."""
+    db["runs"].add_column("stop_reason", str)
+    db["rounds"].add_column("stop_reason", str)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", migrate_001_initial),
     ("002_human_review", migrate_002_human_review),
+    ("003_stop_reason", migrate_003_stop_reason),
 ]
 
 # Conflict targets for upserts: they must match a UNIQUE index exactly (expressions included).

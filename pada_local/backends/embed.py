@@ -12,6 +12,10 @@ class SentenceEmbedder:
     def __init__(self, model_dir: Path, device: str = "cpu", batch_size: int = 64) -> None:
         from sentence_transformers import SentenceTransformer
 
+        from .hf import quiet_libraries
+
+        quiet_libraries()
+
         try:
             self.model = SentenceTransformer(str(model_dir), device=device, local_files_only=True)
         except (OSError, ValueError) as err:

@@ -7,7 +7,6 @@ becomes a failed Completion carrying its raw text, never an exception.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -49,6 +48,9 @@ class LlamaCppGenerator:
         return out
 
     def complete(self, req: ChatRequest) -> Completion:
+        # Evaluate every prompt from a clean KV cache: reusing a cached prefix changes the
+        # arithmetic slightly, and a resumed run must sample exactly what the first one did.
+        self.llm.reset()
         start = time.perf_counter()
         reply = self.llm.create_chat_completion(**self._kwargs(req))
         seconds = time.perf_counter() - start
@@ -129,6 +131,3 @@ def build_info() -> dict[str, Any]:
         pass
     return info
 
-
-def dumps_schema(schema: Any) -> str:
-    return json.dumps(schema, indent=None)

@@ -26,7 +26,7 @@ class PeftTrainer:
     ) -> Adapter:
         from .hf import load_model, load_tokenizer, pick_device, quiet_libraries
 
-    quiet_libraries()
+        quiet_libraries()
 
         device = pick_device()
         tokenizer = load_tokenizer(spec.base_dir)
@@ -52,6 +52,11 @@ def _sft_trainer(spec: TrainSpec, model: Any, tokenizer: Any, device: str, callb
         {"prompt": list(ex.prompt_messages), "completion": [{"role": "assistant", "content": ex.answer}]}
         for ex in spec.examples
     ]
+    import warnings
+
+    # transformers renamed gradient checkpointing; we switch it off either way (small students
+    # fit, and it only costs time here), so the rename warning is noise.
+    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*", category=FutureWarning)
     args = SFTConfig(
         output_dir=str(spec.out_dir.with_name(spec.out_dir.name + ".work")),
         num_train_epochs=spec.epochs,
@@ -68,7 +73,7 @@ def _sft_trainer(spec: TrainSpec, model: Any, tokenizer: Any, device: str, callb
         report_to="none",
         use_cpu=device == "cpu",
         bf16=device != "cpu",
-        gradient_checkpointing=False,  # small students fit; checkpointing only costs time here
+        gradient_checkpointing=False,
         lr_scheduler_type="cosine",
         warmup_steps=0,
         include_num_input_tokens_seen=True,

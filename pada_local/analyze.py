@@ -1,0 +1,177 @@
+"""Pattern Analysis Agent: sample-level error analysis, clustering into patterns, strategies.
+
+Validation items reach only the analysis prompt (which the teacher needs to explain the
+failure). Pattern and strategy prompts see the analyses, not the items; strategies see train
+exemplars. Nothing from validation goes further (the leakage guard).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from .backends.base import ChatRequest, Completion, Generator
+from .config import TaskConfig
+from .data import Example
+from .evaluate import EvalRow
+from .events import Reporter, StageProgress, silent
+from .prompts import AnalysisReply, PatternReply, StrategyReply, render
+
+
+@dataclass(frozen=True)
+class Analysis:
+    item_id: str
+    root_cause: str
+    error_scenario: str
+    raw: str
+    ok: bool
+    completion: Completion | None = None
+
+    @property
+    def text(self) -> str:
+        return f"{self.root_cause} {self.error_scenario}".strip()
+
+
+@dataclass(frozen=True)
+class Pattern:
+    cluster: int
+    name: str
+    description: str
+    size: int
+    raw: str
+    strategy: str = ""
+
+
+def sample_failures(failures: Sequence[EvalRow], cap: int, seed: int) -> list[EvalRow]:
+    """Up to `cap` failures, sampled reproducibly (same seed, same subset)."""
+    if len(failures) <= cap:
+        return list(failures)
+    rng = random.Random(seed)
+    return sorted(rng.sample(list(failures), cap), key=lambda r: r.item_id)
+
+
+def analyze_failures(teacher: Generator, failures: Sequence[EvalRow], task: TaskConfig, *, seed: int,
+                     report: Reporter = silent, round_: int | None = None) -> list[Analysis]:
+    progress = StageProgress(report, "analyze", round_, len(failures))
+    requests = [
+        ChatRequest(render("analysis", task_description=task.description or task.name,
+                           answer_format=task.answer_format or "as in the examples", input=f.input,
+                           reference=f.reference, prediction=f.prediction or "(empty)", score=f.score),
+                    schema=AnalysisReply, seed=seed + i)
+        for i, f in enumerate(failures)
+    ]
+    replies = teacher.generate(requests, on_item=lambda i, c: progress.step())
+    progress.end()
+    return [_analysis(f.item_id, c) for f, c in zip(failures, replies)]
+
+
+def _analysis(item_id: str, c: Completion) -> Analysis:
+    if not c.ok or c.data is None:
+        return Analysis(item_id, "", "", c.text, False, c)
+    data: Any = c.data
+    return Analysis(item_id, data.root_cause.strip(), data.error_scenario.strip(), c.text, True, c)
+
+
+# ---------------------------------------------------------------- clustering
+
+
+@dataclass(frozen=True)
+class Clustering:
+    labels: list[int]
+    k: int
+    inertias: dict[int, float]
+
+
+def cluster(embeddings: Any, k_max: int, seed: int) -> Clustering:
+    """k-means for k = 2..min(k_max, n//2); k chosen at the elbow of the inertia curve."""
+    n = len(embeddings)
+    top = min(k_max, n // 2)
+    if top < 2:
+        return Clustering([0] * n, 1, {1: 0.0})
+    fits = {k: _kmeans(embeddings, k, seed) for k in range(1, top + 1)}
+    inertias = {k: float(fit.inertia_) for k, fit in fits.items()}
+    k = elbow(inertias)
+    return Clustering([int(x) for x in fits[k].labels_], k, inertias)
+
+
+def _kmeans(x: Any, k: int, seed: int) -> Any:
+    from sklearn.cluster import KMeans
+
+    return KMeans(n_clusters=k, n_init=10, random_state=seed).fit(x)
+
+
+def elbow(inertias: dict[int, float]) -> int:
+    """The k (>= 2) farthest below the straight line from the first to the last point
+    (the "kneedle" reading of the elbow)."""
+    ks = sorted(inertias)
+    if len(ks) <= 2:
+        return max(ks)
+    (x0, y0), (x1, y1) = (ks[0], inertias[ks[0]]), (ks[-1], inertias[ks[-1]])
+
+    def gap(k: int) -> float:
+        line = y0 + (y1 - y0) * (k - x0) / (x1 - x0)
+        return line - inertias[k]
+
+    return max((k for k in ks if k >= 2), key=lambda k: (round(gap(k), 9), -k))
+
+
+# ---------------------------------------------------------------- patterns and strategies
+
+
+def name_patterns(teacher: Generator, analyses: Sequence[Analysis], labels: Sequence[int], task: TaskConfig, *,
+                  seed: int, report: Reporter = silent, round_: int | None = None) -> list[Pattern]:
+    groups = _groups(analyses, labels)
+    progress = StageProgress(report, "patterns", round_, len(groups))
+    requests = [
+        ChatRequest(render("pattern", task_description=task.description or task.name, size=len(members),
+                           analyses=_bullets(members)), schema=PatternReply, seed=seed + c)
+        for c, members in groups.items()
+    ]
+    replies = teacher.generate(requests, on_item=lambda i, c: progress.step())
+    progress.end()
+    return [_pattern(c, len(groups[c]), reply) for c, reply in zip(groups, replies)]
+
+
+def _groups(analyses: Sequence[Analysis], labels: Sequence[int]) -> dict[int, list[Analysis]]:
+    groups: dict[int, list[Analysis]] = {}
+    for a, label in zip(analyses, labels):
+        groups.setdefault(label, []).append(a)
+    return dict(sorted(groups.items()))
+
+
+def _bullets(members: Sequence[Analysis], cap: int = 8) -> str:
+    return "\n".join(f"- {a.root_cause} ({a.error_scenario})" for a in members[:cap])
+
+
+def _pattern(cluster_id: int, size: int, c: Completion) -> Pattern:
+    if not c.ok or c.data is None:
+        # An unusable name still leaves a real cluster; keep it under a neutral name.
+        return Pattern(cluster_id, f"pattern {cluster_id}", "(the teacher's description was invalid)", size, c.text)
+    data: Any = c.data
+    return Pattern(cluster_id, data.name.strip(), data.description.strip(), size, c.text)
+
+
+def draft_strategies(teacher: Generator, patterns: Sequence[Pattern], task: TaskConfig, exemplars: Sequence[Example],
+                     *, seed: int, report: Reporter = silent, round_: int | None = None) -> list[Pattern]:
+    progress = StageProgress(report, "strategies", round_, len(patterns))
+    requests = [
+        ChatRequest(render("strategy", task_description=task.description or task.name,
+                           answer_format=task.answer_format or "as in the examples", pattern_name=p.name,
+                           pattern_description=p.description, exemplars=format_exemplars(exemplars)),
+                    schema=StrategyReply, seed=seed + p.cluster)
+        for p in patterns
+    ]
+    replies = teacher.generate(requests, on_item=lambda i, c: progress.step())
+    progress.end()
+    return [_with_strategy(p, c) for p, c in zip(patterns, replies)]
+
+
+def _with_strategy(p: Pattern, c: Completion) -> Pattern:
+    text = c.data.strategy.strip() if c.ok and c.data is not None else (  # type: ignore[attr-defined]
+        f"Write new questions like the training examples that exercise: {p.name}.")
+    return Pattern(p.cluster, p.name, p.description, p.size, p.raw, text)
+
+
+def format_exemplars(exemplars: Sequence[Example]) -> str:
+    return "\n".join(f"Question: {ex.input}\nAnswer: {ex.output}" for ex in exemplars) or "(none)"

@@ -1,0 +1,83 @@
+"""Teacher prompt templates, kept as data files so users can read and edit them.
+
+A file has a `[system]` and a `[user]` section; `$name` placeholders are filled with
+string.Template, which leaves JSON braces alone. `PADA_PROMPTS_DIR` (or `prompts_dir` in the
+config) points at a folder whose files override the built-in ones by name.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from string import Template
+
+from pydantic import BaseModel, Field
+
+from ..errors import ConfigError
+
+BUILTIN = Path(__file__).parent
+_SECTION = re.compile(r"^\[(system|user)\]\s*$", re.MULTILINE)
+
+
+def _path(name: str, override: Path | None) -> Path:
+    folder = override or (Path(os.environ["PADA_PROMPTS_DIR"]) if os.environ.get("PADA_PROMPTS_DIR") else None)
+    if folder is not None and (folder / f"{name}.txt").is_file():
+        return folder / f"{name}.txt"
+    return BUILTIN / f"{name}.txt"
+
+
+def load(name: str, override: Path | None = None) -> dict[str, str]:
+    path = _path(name, override)
+    parts = _SECTION.split(path.read_text())
+    sections = {parts[i]: parts[i + 1].strip() for i in range(1, len(parts) - 1, 2)}
+    if "user" not in sections:
+        raise ConfigError(f"{path}: prompt file needs a [user] section")
+    return sections
+
+
+def render(name: str, override: Path | None = None, **values: object) -> tuple[dict[str, str], ...]:
+    """Chat messages for prompt `name` with its placeholders filled."""
+    sections = load(name, override)
+    try:
+        filled = {role: Template(text).substitute(**{k: str(v) for k, v in values.items()})
+                  for role, text in sections.items()}
+    except KeyError as err:
+        raise ConfigError(f"{_path(name, override)}: unknown placeholder ${err.args[0]}") from None
+    return tuple({"role": role, "content": filled[role]} for role in ("system", "user") if role in filled)
+
+
+# The reply schemas: llama.cpp turns each into a grammar; pydantic validates every reply.
+
+
+class AnalysisReply(BaseModel):
+    root_cause: str = Field(..., min_length=3)
+    error_scenario: str = Field(..., min_length=3)
+
+
+class PatternReply(BaseModel):
+    name: str = Field(..., min_length=2)
+    description: str = Field(..., min_length=3)
+
+
+class StrategyReply(BaseModel):
+    strategy: str = Field(..., min_length=3)
+
+
+class SampleReply(BaseModel):
+    input: str = Field(..., min_length=1)
+    output: str = Field(..., min_length=1)
+
+
+class SolveReply(BaseModel):
+    answer: str = Field(..., min_length=1)
+
+
+class JudgeReply(BaseModel):
+    score: int = Field(..., ge=1, le=5)
+    reason: str = Field(...)
+
+
+class GradeReply(BaseModel):
+    correct: bool
+    reason: str = Field(...)

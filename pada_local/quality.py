@@ -1,0 +1,150 @@
+"""Quality Control Agent: a verdict and a reason for every candidate. The teacher is not
+trusted: cheap deterministic checks run first, then answer confirmation and the judge.
+
+Order: unparseable -> wrong format -> contamination (near-duplicate of a validation/test
+item) -> duplicate (of D_train or the accepted pool) -> answer not confirmed -> judge score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from .backends.base import ChatRequest, Completion, Embedder, Generator
+from .config import QualityConfig, TaskConfig
+from .data import Example
+from .events import Reporter, StageProgress, silent
+from .generate import Candidate
+from .prompts import JudgeReply, SolveReply, render
+from .scoring import Scorer
+from .textsim import NgramIndex
+
+
+@dataclass(frozen=True)
+class Verdict:
+    key: str
+    accepted: bool
+    reason: str
+    judge_score: float | None = None
+    completions: tuple[Completion, ...] = ()
+    output: str | None = None  # set when the task verifier corrected the answer
+
+
+@dataclass
+class _Reference:
+    """Texts a candidate is compared with: lexical index plus embeddings."""
+
+    index: NgramIndex[str]
+    embeddings: Any
+    labels: list[str] = field(default_factory=list)
+
+    def nearest(self, text: str, vector: Any, cfg: QualityConfig) -> tuple[str, float] | None:
+        key, score = self.index.best(text)
+        if key is not None and score >= cfg.dup_ngram:
+            return key, score
+        if self.embeddings is None or len(self.labels) == 0:
+            return None
+        sims = self.embeddings @ vector
+        best = int(sims.argmax())
+        return (self.labels[best], float(sims[best])) if sims[best] >= cfg.dup_cosine else None
+
+    def add(self, label: str, text: str, vector: Any) -> None:
+        import numpy as np
+
+        self.index.add(label, text)
+        self.labels.append(label)
+        self.embeddings = vector[None, :] if self.embeddings is None else np.vstack([self.embeddings, vector])
+
+
+def _reference(embedder: Embedder, items: Sequence[tuple[str, str]]) -> _Reference:
+    labels = [label for label, _ in items]
+    vectors = embedder.embed([text for _, text in items]) if items else None
+    return _Reference(NgramIndex(items), vectors, labels)
+
+
+class QualityControl:
+    def __init__(self, *, teacher: Generator, judge: Generator, embedder: Embedder, scorer: Scorer,
+                 task: TaskConfig, cfg: QualityConfig, train: Sequence[Example], held_out: Sequence[Example],
+                 pool: Sequence[tuple[str, str]], verifier: Callable[[str], str | None] | None) -> None:
+        self.teacher, self.judge, self.embedder = teacher, judge, embedder
+        self.scorer, self.task, self.cfg, self.verifier = scorer, task, cfg, verifier
+        self.held_out = _reference(embedder, [(f"{ex.split} item {ex.id}", ex.input) for ex in held_out])
+        self.known = _reference(embedder, [(f"train item {ex.id}", ex.input) for ex in train]
+                                + [(f"sample {key}", text) for key, text in pool])
+
+    def review(self, candidates: Sequence[Candidate], *, report: Reporter = silent,
+               round_: int | None = None) -> list[Verdict]:
+        progress = StageProgress(report, "quality", round_, len(candidates))
+        vectors = self.embedder.embed([c.input or " " for c in candidates])
+        verdicts = []
+        for cand, vector in zip(candidates, vectors):
+            verdict = self._review_one(cand, vector)
+            if verdict.accepted:
+                self.known.add(f"sample {cand.key}", cand.input, vector)  # later duplicates are rejected
+            verdicts.append(verdict)
+            progress.step()
+        progress.end()
+        return verdicts
+
+    def _review_one(self, cand: Candidate, vector: Any) -> Verdict:
+        cheap = self._cheap_checks(cand, vector)
+        if cheap is not None:
+            return Verdict(cand.key, False, cheap)
+        confirm = self._confirm(cand)
+        # The verifier's word is final for inputs it can read; the judge is for the rest.
+        if not confirm.accepted or not self.cfg.judge or confirm.reason.startswith("accepted: task verifier"):
+            return confirm
+        return self._judge(cand, confirm)
+
+    def _cheap_checks(self, cand: Candidate, vector: Any) -> str | None:
+        if cand.parse_error is not None:
+            return f"unparseable: {cand.parse_error}"
+        problem = self.scorer.format_problem(cand.output)
+        if problem is not None:
+            return f"wrong format: {problem}"
+        hit = self.held_out.nearest(cand.input, vector, self.cfg)
+        if hit is not None:
+            return f"contamination: near-duplicate of {hit[0]} ({hit[1]:.2f})"
+        hit = self.known.nearest(cand.input, vector, self.cfg)
+        if hit is not None:
+            return f"duplicate of {hit[0]} ({hit[1]:.2f})"
+        return None
+
+    def _confirm(self, cand: Candidate) -> Verdict:
+        """A task verifier decides when it can read the input; else the teacher re-solves it."""
+        expected = self.verifier(cand.input) if self.verifier is not None else None
+        if expected is not None:
+            if self.scorer.score(cand.output, expected) > 0:
+                return Verdict(cand.key, True, "accepted: task verifier confirms the answer")
+            if self.cfg.verifier_fixes_answer:
+                return Verdict(cand.key, True, f"accepted: task verifier corrected the answer "
+                               f"(teacher wrote {cand.output[:40]!r})", output=expected)
+            return Verdict(cand.key, False, f"answer not confirmed: the verifier expects {expected!r}")
+        if not self.cfg.confirm_answer:
+            return Verdict(cand.key, True, "accepted")
+        return self._teacher_confirms(cand)
+
+    def _teacher_confirms(self, cand: Candidate) -> Verdict:
+        messages = render("solve", task_description=self.task.description or self.task.name,
+                          answer_format=self.task.answer_format or "as in the examples", input=cand.input)
+        reply = self.teacher.generate([ChatRequest(messages, schema=SolveReply, temperature=0.0, max_tokens=96)])[0]
+        if not reply.ok or reply.data is None:
+            return Verdict(cand.key, False, "answer not confirmed: the teacher's re-solve was invalid", None, (reply,))
+        answer = reply.data.answer  # type: ignore[attr-defined]
+        if self.scorer.score(answer, cand.output) > 0:
+            return Verdict(cand.key, True, "accepted: the teacher's re-solve agrees", None, (reply,))
+        return Verdict(cand.key, False, f"answer not confirmed: the teacher re-solved it as {answer[:60]!r}",
+                       None, (reply,))
+
+    def _judge(self, cand: Candidate, confirmed: Verdict) -> Verdict:
+        messages = render("judge", task_description=self.task.description or self.task.name,
+                          answer_format=self.task.answer_format or "as in the examples", input=cand.input,
+                          output=cand.output)
+        reply = self.judge.generate([ChatRequest(messages, schema=JudgeReply, temperature=0.0, max_tokens=120)])[0]
+        spent = confirmed.completions + (reply,)
+        if not reply.ok or reply.data is None:
+            return Verdict(cand.key, False, "judge reply invalid", None, spent)
+        score, why = reply.data.score, reply.data.reason  # type: ignore[attr-defined]
+        if score < self.cfg.judge_threshold:
+            return Verdict(cand.key, False, f"judge score {score} < {self.cfg.judge_threshold}: {why[:120]}", score, spent)
+        return Verdict(cand.key, True, f"{confirmed.reason}; judge score {score}", score, spent)
