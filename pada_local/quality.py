@@ -15,6 +15,7 @@ from .config import QualityConfig, TaskConfig
 from .data import Example
 from .events import Reporter, StageProgress, silent
 from .generate import Candidate
+from .leakage import LeakGuard
 from .prompts import JudgeReply, SolveReply, render
 from .scoring import Scorer
 from .textsim import NgramIndex
@@ -65,9 +66,11 @@ def _reference(embedder: Embedder, items: Sequence[tuple[str, str]]) -> _Referen
 class QualityControl:
     def __init__(self, *, teacher: Generator, judge: Generator, embedder: Embedder, scorer: Scorer,
                  task: TaskConfig, cfg: QualityConfig, train: Sequence[Example], held_out: Sequence[Example],
-                 pool: Sequence[tuple[str, str]], verifier: Callable[[str], str | None] | None) -> None:
+                 pool: Sequence[tuple[str, str]], verifier: Callable[[str], str | None] | None,
+                 guard: LeakGuard | None = None) -> None:
         self.teacher, self.judge, self.embedder = teacher, judge, embedder
         self.scorer, self.task, self.cfg, self.verifier = scorer, task, cfg, verifier
+        self.guard = guard if guard is not None else LeakGuard(held_out, near=cfg.dup_ngram)
         self.held_out = _reference(embedder, [(f"{ex.split} item {ex.id}", ex.input) for ex in held_out])
         self.known = _reference(embedder, [(f"train item {ex.id}", ex.input) for ex in train]
                                 + [(f"sample {key}", text) for key, text in pool])
@@ -105,6 +108,9 @@ class QualityControl:
         hit = self.held_out.nearest(cand.input, vector, self.cfg)
         if hit is not None:
             return f"contamination: near-duplicate of {hit[0]} ({hit[1]:.2f})"
+        leaks = self.guard.find(f"{cand.input}\n{cand.output}")
+        if leaks:  # the same test the loop's last line of defence applies
+            return f"contamination: contains {leaks[0].split} item {leaks[0].item_id} ({leaks[0].how})"
         hit = self.known.nearest(cand.input, vector, self.cfg)
         if hit is not None:
             return f"duplicate of {hit[0]} ({hit[1]:.2f})"

@@ -124,10 +124,17 @@ def migrate_003_stop_reason(db: sqlite_utils.Database) -> None:
     db["rounds"].add_column("stop_reason", str)
 
 
+def migrate_004_candidate_prompt(db: sqlite_utils.Database) -> None:
+    """Additive: the exact prompt each candidate was generated from (for audits and the
+    leakage check)."""
+    db["candidates"].add_column("prompt", str)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", migrate_001_initial),
     ("002_human_review", migrate_002_human_review),
     ("003_stop_reason", migrate_003_stop_reason),
+    ("004_candidate_prompt", migrate_004_candidate_prompt),
 ]
 
 # Conflict targets for upserts: they must match a UNIQUE index exactly (expressions included).

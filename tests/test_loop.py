@@ -1,0 +1,181 @@
+"""The loop end to end with the real embedded models at tiny scale: every table filled, the
+leakage guard holds on a real run, a kill -9 mid-generation resumes to the same result, and
+bad configs fail before any model loads."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pada_local import loop
+from pada_local.config import load
+from pada_local.errors import PadaError
+from pada_local.leakage import LeakGuard
+from pada_local.store import RunStore
+from pada_local.tasks import skills
+
+from .conftest import write_jsonl
+
+pytestmark = pytest.mark.slow
+
+TABLES = ("eval_items", "analyses", "clusters", "patterns", "candidates", "train_steps", "metrics", "artifacts", "stages")
+
+
+def _tiny_task(folder: Path) -> Path:
+    """A data set the project never shipped: two items per skill and split, fresh seed."""
+    splits = skills.generate({"train": 2, "validation": 1, "test": 1}, seed=123)
+    for split, rows in splits.items():
+        write_jsonl(folder / f"{split}.jsonl", rows)
+    cfg = {
+        "name": "tiny",
+        "data": {"train": "train.jsonl", "validation": "validation.jsonl", "test": "test.jsonl"},
+        "task": {"name": "tiny-skills", "description": "Short questions with one-word or one-number answers.",
+                 "system_prompt": skills.SYSTEM_PROMPT, "answer_format": "one word or number",
+                 "scorer": {"kind": "exact"}, "max_new_tokens": 8, "verifier": "skills"},
+        "teacher": {"n_ctx": 1024, "max_tokens": 96},
+        "train": {"max_steps": 2, "batch_size": 4, "rank": 4, "alpha": 8, "max_length": 96},
+        "loop": {"rounds": 1, "budget": 6, "analysis_cap": 4, "k_max": 3},
+        "quality": {"verifier_fixes_answer": True},
+    }
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("e2e")
+    cfg = load(_tiny_task(folder), [f"store={folder / 'runs.db'}", f"workdir={folder / 'work'}"])
+    run_id = loop.start(cfg)
+    return cfg, run_id
+
+
+def test_every_table_is_filled(finished_run):
+    cfg, run_id = finished_run
+    with RunStore(cfg.store) as store:
+        run = store.run(run_id)
+        assert run["status"] == "finished" and run["stop_reason"]
+        for table in TABLES:
+            assert store.count(table, run_id) > 0, table
+        stages = {(s["round"], s["stage"]) for s in store.stages(run_id)}
+        for stage in ("analyze", "cluster", "patterns", "strategies", "generate", "quality"):
+            assert (1, stage) in stages
+        assert {(0, "zero_shot"), (0, "train"), (0, "eval")} <= stages
+        items = store.rows("eval_items", run_id, 0, model="trained")
+        assert {x["split"] for x in items} == {"train", "validation", "test"}
+        assert all(c["verdict"] in ("accepted", "rejected") and c["reason"] for c in store.rows("candidates", run_id))
+        assert run["best_round"] is not None and run["best_val"] is not None
+
+
+def test_leakage_guard_holds_on_a_real_run(finished_run):
+    cfg, run_id = finished_run
+    from pada_local.data import load_splits
+
+    splits = load_splits(cfg.data)
+    guard = LeakGuard(splits.validation + splits.test, near=0.8)
+    with RunStore(cfg.store) as store:
+        prompts = [c["prompt"] for c in store.rows("candidates", run_id)]
+        train_files = [Path(a["path"]) for a in store.rows("artifacts", run_id, kind="train_set")]
+    assert prompts and all(prompts) and train_files
+    assert guard.check_all(prompts) == []
+    records = [line for f in train_files for line in f.read_text().splitlines()]
+    assert records and guard.check_all(records) == []
+    held_answers = {(ex.input, ex.output) for ex in splits.validation + splits.test}
+    assert not [r for r in records if any(q in r for q, _ in held_answers)]
+
+
+def test_kill_9_mid_generation_then_resume_matches(finished_run, tmp_path):
+    cfg, ref_id = finished_run
+    store_path, work = tmp_path / "runs.db", tmp_path / "work"
+    config = Path(cfg.data.train).parent / "tiny.yaml"
+    cmd = [sys.executable, "-m", "pada_local.cli", "run", str(config), "--set", f"store={store_path}",
+           "--set", f"workdir={work}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_candidates(store_path, at_least=2, proc=proc)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        with RunStore(store_path) as store:
+            run_id = store.runs()[0]["id"]
+            assert loop.effective_status(store.run(run_id)) == "interrupted"
+            assert not store.stage_done(run_id, 1, "generate")
+            partial = store.count("candidates", run_id, 1)
+        assert 0 < partial < 6
+        out = subprocess.run([sys.executable, "-m", "pada_local.cli", "run", "--resume", run_id, "--store",
+                              str(store_path)], capture_output=True, text=True, timeout=900)
+        assert out.returncode == 0, out.stderr[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with RunStore(store_path) as store, RunStore(cfg.store) as ref:
+        resumed = store.rows("candidates", run_id, 1)
+        reference = ref.rows("candidates", ref_id, 1)
+        assert len({c["key"] for c in resumed}) == len(resumed) == len(reference)
+        accepted = sorted(c["key"] for c in resumed if c["verdict"] == "accepted")
+        assert accepted == sorted(c["key"] for c in reference if c["verdict"] == "accepted")
+        assert store.run(run_id)["status"] == "finished"
+
+
+def _wait_for_candidates(path: Path, at_least: int, proc: subprocess.Popen, timeout: float = 600) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, "the run ended before it could be killed"
+        if path.exists():
+            try:
+                with sqlite3.connect(path, timeout=5) as con:
+                    n = con.execute("SELECT count(*) FROM candidates WHERE round = 1").fetchone()[0]
+                if n >= at_least:
+                    return
+            except sqlite3.OperationalError:
+                pass  # tables not created yet
+        time.sleep(0.2)
+    raise AssertionError("no candidates appeared in time")
+
+
+# ---------------------------------------------------------------- failing before models load
+
+
+def _bad(tmp_path: Path, **changes) -> Path:
+    path = _tiny_task(tmp_path)
+    cfg = yaml.safe_load(path.read_text())
+    for dotted, value in changes.items():
+        node = cfg
+        *parents, leaf = dotted.split("__")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"data__train": "missing.jsonl"}, "file not found"),
+    ({"data__fields": {"input": "question", "output": "completion"}}, "question"),
+    ({"task__scorer": {"kind": "numeric"}}, "cannot read"),
+    ({"models__teacher": "/nowhere/teacher.gguf"}, "GGUF file not found"),
+])
+def test_bad_configs_fail_before_models_load(tmp_path, changes, message):
+    if "models__teacher" in changes:
+        changes = {"models": {"teacher": changes["models__teacher"]}}
+    cfg = load(_bad(tmp_path, **changes))
+    with pytest.raises(PadaError, match=message):
+        loop.preflight(cfg)  # preflight reads data and checks paths; it loads no model
+
+
+def test_empty_validation_set_fails_before_models_load(tmp_path, monkeypatch):
+    path = _tiny_task(tmp_path)
+    (tmp_path / "validation.jsonl").write_text("")
+    import pada_local.backends.hf as hf
+
+    monkeypatch.setattr(hf, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    with pytest.raises(PadaError, match="no examples|empty"):
+        loop.start(load(path, [f"store={tmp_path / 'r.db'}"]))
+    assert not (tmp_path / "r.db").exists()
