@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from .analyze import Pattern, format_exemplars
+from .analyze import Pattern
 from .backends.base import ChatRequest, Completion, Generator
 from .config import TaskConfig
 from .data import Example
@@ -30,6 +30,7 @@ class Job:
     pattern: Pattern | None = None
     origin: Example | None = None
     prediction: str = ""
+    pool: tuple[Example, ...] = ()  # train items to draw exemplars from (pattern jobs)
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ def split_budget(budget: int, weights: Sequence[int]) -> list[int]:
 
 
 def plan_jobs(strategy: str, round_: int, budget: int, patterns: Sequence[Pattern], train_failures: Sequence[EvalRow],
-              train: Sequence[Example], seed: int) -> list[Job]:
+              train: Sequence[Example], seed: int,
+              pattern_pools: dict[int, tuple[Example, ...]] | None = None) -> list[Job]:
     """The round's jobs. `pada`: error-correcting jobs (one per failed train item, at most half
     the budget) plus pattern jobs in proportion to cluster size; `llm2llm`: error jobs only;
     `paraphrase`: rephrasings of random train items; all with the same budget."""
@@ -77,7 +79,7 @@ def plan_jobs(strategy: str, round_: int, budget: int, patterns: Sequence[Patter
         n_error = min(len(errors), budget // 2)
     jobs = _error_jobs(round_, errors, min(n_error, budget), base)
     if strategy == "pada" and patterns:
-        jobs += _pattern_jobs(round_, patterns, budget - len(jobs), base)
+        jobs += _pattern_jobs(round_, patterns, budget - len(jobs), base, pattern_pools or {})
     return jobs
 
 
@@ -91,19 +93,22 @@ def _error_jobs(round_: int, errors: list[tuple[Example, str]], n: int, base: in
                 origin=order[i % len(order)][0], prediction=order[i % len(order)][1]) for i in range(n)]
 
 
-def _pattern_jobs(round_: int, patterns: Sequence[Pattern], n: int, base: int) -> list[Job]:
+def _pattern_jobs(round_: int, patterns: Sequence[Pattern], n: int, base: int,
+                  pools: dict[int, tuple[Example, ...]]) -> list[Job]:
     jobs = []
     for p, share in zip(patterns, split_budget(n, [p.size for p in patterns])):
-        jobs += [Job(f"r{round_}:pattern:{p.cluster}:{i}", "pattern", base + 200_000 + p.cluster * 1000 + i, pattern=p)
-                 for i in range(share)]
+        jobs += [Job(f"r{round_}:pattern:{p.cluster}:{i}", "pattern", base + 200_000 + p.cluster * 1000 + i, pattern=p,
+                     pool=pools.get(p.cluster, ())) for i in range(share)]
     return jobs
 
 
 def pick_exemplars(job: Job, train: Sequence[Example], n: int) -> list[Example]:
-    """Train items shown to the teacher. For an error job, the items most like the failed one
-    (word 3-gram overlap), so the teacher sees the question's form several times over;
-    otherwise a seeded random draw."""
+    """Train items shown to the teacher: for a pattern job, a draw from the train items nearest
+    its failures; for an error job, the items most like the failed one (word 3-gram overlap),
+    so the teacher sees the question's form several times over; else a seeded random draw."""
     rng = random.Random(job.seed)
+    if job.pool:
+        return rng.sample(list(job.pool), min(n, len(job.pool)))
     if job.origin is None or n == 0:
         return rng.sample(list(train), min(n, len(train)))
     origin = shingles(job.origin.input)
@@ -113,19 +118,18 @@ def pick_exemplars(job: Job, train: Sequence[Example], n: int) -> list[Example]:
 
 
 def job_messages(job: Job, task: TaskConfig, train: Sequence[Example], n_exemplars: int) -> tuple[dict[str, str], ...]:
-    exemplars = pick_exemplars(job, train, n_exemplars)
+    shots = [(ex.input, ex.output) for ex in pick_exemplars(job, train, n_exemplars)]
     common = {"task_description": task.description or task.name,
-              "answer_format": task.answer_format or "as in the examples", "exemplars": format_exemplars(exemplars)}
+              "answer_format": task.answer_format or "as in the examples"}
     if job.source == "pattern":
         assert job.pattern is not None
-        return render("generate_pattern", pattern_name=job.pattern.name, pattern_description=job.pattern.description,
-                      strategy=job.pattern.strategy, **common)
+        return render("generate_pattern", shots=shots, pattern_name=job.pattern.name,
+                      pattern_description=job.pattern.description, strategy=job.pattern.strategy, **common)
     assert job.origin is not None
     if job.source == "error":
-        return render("generate_error", input=job.origin.input, reference=job.origin.output,
+        return render("generate_error", shots=shots, input=job.origin.input, reference=job.origin.output,
                       prediction=job.prediction or "(empty)", **common)
-    return render("paraphrase", input=job.origin.input, reference=job.origin.output,
-                  **{k: v for k, v in common.items() if k != "exemplars"})
+    return render("paraphrase", input=job.origin.input, reference=job.origin.output, **common)
 
 
 def run_jobs(teacher: Generator, jobs: Sequence[Job], task: TaskConfig, train: Sequence[Example], n_exemplars: int,

@@ -247,8 +247,13 @@ class Orchestrator:
 
     # -- round 0: zero-shot, then LoRA on D_train alone
 
+    def _open_round(self, r: int) -> None:
+        """Mark a round running; a resumed round keeps its first start time."""
+        known = any(x["round"] == r and x["started_at"] for x in self.store.rounds(self.run_id))
+        self.store.upsert_round(self.run_id, r, status="running", **({} if known else {"started_at": _now()}))
+
     def _round0(self) -> None:
-        self.store.upsert_round(self.run_id, 0, status="running", started_at=_now())
+        self._open_round(0)
         if self._stage(0, "zero_shot"):
             self._zero_shot()
         if self._stage(0, "train"):
@@ -280,7 +285,7 @@ class Orchestrator:
     # -- rounds 1..T
 
     def _round(self, r: int) -> bool:
-        self.store.upsert_round(self.run_id, r, status="running", started_at=_now())
+        self._open_round(r)
         patterns: list[Pattern] = []
         if self.cfg.loop.strategy == "pada":
             patterns = self._patterns(r)
@@ -378,8 +383,29 @@ class Orchestrator:
     def _jobs(self, r: int, patterns: list[Pattern]) -> list[Job]:
         train_failures = [_row_to_eval(x) for x in self._previous_eval(r, "train") if x["score"] == 0]
         budget = self.cfg.loop.budget if self.cfg.loop.budget is not None else len(self.p.splits.train)
+        pools = self._pattern_pools(r, patterns) if patterns else {}
         return plan_jobs(self.cfg.loop.strategy, r, budget, patterns, train_failures, self.p.splits.train,
-                         self.cfg.loop.seed)
+                         self.cfg.loop.seed, pools)
+
+    def _pattern_pools(self, r: int, patterns: list[Pattern], size: int = 8) -> dict[int, tuple[Example, ...]]:
+        """Per pattern, the train items nearest (by embedding) to the validation failures behind
+        it. Only train items reach the prompt; validation only steers which ones."""
+        import numpy as np
+
+        val = {x["item_id"]: x["input"] for x in self._previous_eval(r, "validation")}
+        members: dict[int, list[str]] = {}
+        for a in self.store.rows("analyses", self.run_id, r):
+            if a["cluster"] is not None and a["item_id"] in val:
+                members.setdefault(a["cluster"], []).append(val[a["item_id"]])
+        train = self.p.splits.train
+        train_vecs = self.engines.embedder().embed([ex.input for ex in train])
+        pools = {}
+        for p in patterns:
+            if members.get(p.cluster):
+                centre = self.engines.embedder().embed(members[p.cluster]).mean(axis=0)
+                order = np.argsort(-(train_vecs @ centre), kind="stable")[:size]
+                pools[p.cluster] = tuple(train[int(i)] for i in order)
+        return pools
 
     def _generate(self, r: int, patterns: list[Pattern]) -> list[dict[str, Any]]:
         if self._stage(r, "generate"):

@@ -77,3 +77,17 @@ def test_embedder_separates_paraphrase_from_unrelated(embedder):
     v = embedder.embed(["The cat sat on the mat.", "A cat was sitting on the mat.", "Stock prices fell sharply."])
     assert v.shape == (3, 384)
     assert float(v[0] @ v[1]) > 0.8 > 0.3 > float(v[0] @ v[2])
+
+
+def test_gguf_student_through_llama_cpp_is_greedy_and_uses_its_template(teacher_gguf):
+    from pada_local.backends.llama_cpp import LlamaCppGenerator
+    from pada_local.evaluate import student_messages
+    from pada_local.config import TaskConfig
+
+    student = LlamaCppGenerator(teacher_gguf, n_ctx=512, temperature=0.0, max_tokens=12)
+    task = TaskConfig(system_prompt="Answer with one word.")
+    reqs = [ChatRequest(student_messages(task, "What colour is the sky?"), seed=s) for s in (1, 2)]
+    first, second = student.generate(reqs)
+    assert first.text and first.text == second.text  # greedy: the seed does not matter
+    assert first.finish_reason in ("stop", "length")
+    student.close()

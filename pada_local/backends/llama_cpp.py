@@ -7,6 +7,7 @@ becomes a failed Completion carrying its raw text, never an exception.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -91,7 +92,10 @@ class LlamaCppGenerator:
 def _validated(done: Completion, req: ChatRequest) -> Completion:
     assert req.schema is not None
     try:
-        data = req.schema.model_validate_json(done.text)
+        # strict=False: small models put raw newlines inside JSON strings; that is harmless.
+        data = req.schema.model_validate(json.loads(done.text, strict=False))
+    except json.JSONDecodeError as err:
+        return _failed(done, f"invalid reply: not JSON ({err.msg} at char {err.pos})")
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "reply"

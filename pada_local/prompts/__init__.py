@@ -7,8 +7,10 @@ config) points at a folder whose files override the built-in ones by name.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+from typing import Sequence
 from pathlib import Path
 from string import Template
 
@@ -17,7 +19,7 @@ from pydantic import BaseModel, Field
 from ..errors import ConfigError
 
 BUILTIN = Path(__file__).parent
-_SECTION = re.compile(r"^\[(system|user)\]\s*$", re.MULTILINE)
+_SECTION = re.compile(r"^\[(system|example|user)\]\s*$", re.MULTILINE)
 
 
 def _path(name: str, override: Path | None) -> Path:
@@ -36,15 +38,27 @@ def load(name: str, override: Path | None = None) -> dict[str, str]:
     return sections
 
 
-def render(name: str, override: Path | None = None, **values: object) -> tuple[dict[str, str], ...]:
-    """Chat messages for prompt `name` with its placeholders filled."""
+def render(name: str, override: Path | None = None, shots: Sequence[tuple[str, str]] = (),
+           **values: object) -> tuple[dict[str, str], ...]:
+    """Chat messages for prompt `name` with its placeholders filled.
+
+    A file with an `[example]` section turns each `shots` pair (input, output) into a
+    worked turn: the example text as the user's request and the pair as the assistant's JSON
+    reply. Small teachers copy a demonstrated form far better than they follow a description.
+    """
     sections = load(name, override)
     try:
         filled = {role: Template(text).substitute(**{k: str(v) for k, v in values.items()})
                   for role, text in sections.items()}
     except KeyError as err:
         raise ConfigError(f"{_path(name, override)}: unknown placeholder ${err.args[0]}") from None
-    return tuple({"role": role, "content": filled[role]} for role in ("system", "user") if role in filled)
+    messages = [{"role": "system", "content": filled["system"]}] if "system" in filled else []
+    if "example" in filled:
+        for given, wanted in shots:
+            messages.append({"role": "user", "content": filled["example"]})
+            messages.append({"role": "assistant", "content": json.dumps({"input": given, "output": wanted})})
+    messages.append({"role": "user", "content": filled["user"]})
+    return tuple(messages)
 
 
 # The reply schemas: llama.cpp turns each into a grammar; pydantic validates every reply.

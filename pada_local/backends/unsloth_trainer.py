@@ -1,0 +1,156 @@
+"""LoRA with Unsloth: 4-bit QLoRA on a CUDA GPU, Unsloth's CPU fallback elsewhere.
+
+The model comes from `FastLanguageModel` (4-bit only where CUDA runs bitsandbytes), LoRA from
+its `get_peft_model`, training from TRL's SFTTrainer on the same conversational
+prompt/completion rows as the peft backend (loss on the answer only). The adapter is saved in
+plain PEFT format, so evaluation loads it with transformers + peft like any other.
+
+Unsloth is imported here only, inside `train`: it patches transformers/TRL when imported.
+Its GGUF export (`save_pretrained_gguf`) is never called: it installs packages and clones
+llama.cpp by itself; `pada export` does that job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from typing import Any, Callable, Iterator
+
+from ..errors import ConfigError, ModelError
+from .base import Adapter, StepInfo, TrainSpec
+
+# Unsloth trains these in full (modules_to_save) when named as LoRA targets: not LoRA.
+_FULL_MODULES = ("embed_tokens", "lm_head")
+
+
+def unsupported(spec_or_cfg: Any) -> list[str]:
+    """Config fields this backend cannot honour as the other backends do (TrainSpec or TrainConfig)."""
+    full = [m for m in spec_or_cfg.target_modules if m in _FULL_MODULES]
+    if full:
+        return [f"train.target_modules: unsloth trains {', '.join(full)} in full, not as LoRA; "
+                "remove them or use backend 'peft'"]
+    return []
+
+
+class UnslothTrainer:
+    name = "unsloth"
+    supports_4bit = True  # on CUDA; the CPU fallback loads 16-bit weights
+
+    def train(
+        self,
+        spec: TrainSpec,
+        on_step: Callable[[StepInfo], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Adapter:
+        problems = unsupported(spec)
+        if problems:
+            raise ConfigError("; ".join(problems))
+        # Unsloth prints banners and notices on stdout, which carries results only.
+        with contextlib.redirect_stdout(sys.stderr):
+            return self._train(spec, on_step, should_stop)
+
+    def _train(self, spec: TrainSpec, on_step: Callable[[StepInfo], None] | None,
+               should_stop: Callable[[], bool] | None) -> Adapter:
+        fast = _import_unsloth()
+        import torch
+
+        from .hf import quiet_libraries
+        from .peft_trainer import _callback, _replace_dir
+
+        quiet_libraries()
+        cuda = bool(torch.cuda.is_available())
+        model, tokenizer = _load(fast, spec, cuda)
+        history: list[StepInfo] = []
+        trainer = _sft_trainer(spec, model, tokenizer, cuda, _callback(history, on_step, should_stop))
+        start = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - start
+        tmp = spec.out_dir.with_name(spec.out_dir.name + ".tmp")
+        trainer.model.save_pretrained(str(tmp))  # PeftModel: adapter_config.json + adapter_model.safetensors
+        tokenizer.save_pretrained(str(tmp))
+        _replace_dir(tmp, spec.out_dir)
+        tokens = int(trainer.state.num_input_tokens_seen or 0)
+        return Adapter(spec.out_dir, trainer.state.global_step, seconds, tokens, tuple(history))
+
+
+def _import_unsloth() -> Any:
+    from ..errors import BackendUnavailable
+
+    try:
+        with _quiet_warnings():
+            from unsloth import FastLanguageModel
+    except (ImportError, NotImplementedError, RuntimeError) as err:
+        # e.g. a torchvision built for another torch: `import unsloth` fails until it is removed.
+        raise BackendUnavailable(f"unsloth cannot be imported here ({err})",
+                                 hint="pip uninstall -y torchvision, or use backend 'peft'") from None
+    return FastLanguageModel
+
+
+@contextlib.contextmanager
+def _quiet_warnings() -> Iterator[None]:
+    import warnings
+
+    with warnings.catch_warnings():
+        # "import unsloth before transformers": the loop has already imported it to evaluate
+        # the student; Unsloth still trains, only some speed patches may be missing.
+        warnings.filterwarnings("ignore", message=".*should be imported before.*")
+        yield
+
+
+def _load(fast: Any, spec: TrainSpec, cuda: bool) -> tuple[Any, Any]:
+    model, tokenizer = fast.from_pretrained(
+        model_name=str(spec.base_dir), max_seq_length=spec.max_length, dtype=None,
+        load_in_4bit=cuda, use_exact_model_name=True,
+    )
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ModelError(f"{spec.base_dir}: the tokenizer has no chat template", hint="use an instruct model")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = fast.get_peft_model(
+        model, r=spec.rank, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
+        target_modules=list(spec.target_modules), bias="none", random_state=spec.seed,
+        # Unsloth's offloaded checkpointing is its memory win on a GPU; on a CPU it only costs time.
+        use_gradient_checkpointing="unsloth" if cuda else False, max_seq_length=spec.max_length,
+    )
+    return model, tokenizer
+
+
+def _sft_trainer(spec: TrainSpec, model: Any, tokenizer: Any, cuda: bool, callback: Any) -> Any:
+    from datasets import Dataset
+    from transformers.trainer_callback import PrinterCallback
+    from trl import SFTConfig, SFTTrainer
+
+    rows = [
+        {"prompt": list(ex.prompt_messages), "completion": [{"role": "assistant", "content": ex.answer}]}
+        for ex in spec.examples
+    ]
+    bf16 = cuda and bool(__import__("torch").cuda.is_bf16_supported())
+    args = SFTConfig(
+        output_dir=str(spec.out_dir.with_name(spec.out_dir.name + ".work")),
+        num_train_epochs=spec.epochs,
+        max_steps=spec.max_steps if spec.max_steps is not None else -1,
+        learning_rate=spec.lr,
+        per_device_train_batch_size=spec.batch_size,
+        gradient_accumulation_steps=spec.grad_accum,
+        max_length=spec.max_length,
+        seed=spec.seed,
+        data_seed=spec.seed,
+        completion_only_loss=True,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=not cuda,
+        bf16=bf16,
+        fp16=cuda and not bf16,
+        gradient_checkpointing=False,  # Unsloth's own is set by get_peft_model
+        lr_scheduler_type="cosine",
+        warmup_steps=0,
+        include_num_input_tokens_seen=True,
+        disable_tqdm=True,
+        dataset_num_proc=1,
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                         processing_class=tokenizer, callbacks=[callback])
+    trainer.remove_callback(PrinterCallback)  # progress goes through our callback, not stdout
+    return trainer
