@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pada-setup
 
-.PHONY: setup demo test bench clean-venv
+.PHONY: setup demo test bench clean-venv setup-unsloth setup-mlx test-backends bench-trainers
 
 setup: $(STAMP)
 
@@ -30,3 +30,25 @@ bench: setup
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Optional trainer backends, each in its own environment: unsloth pins its own transformers,
+# and mlx-lm is for Apple Silicon (on Linux it runs on the CPU, slowly, for tests).
+# torch is pinned again in the second install, or pip upgrades it to a CUDA build.
+setup-unsloth:
+	test -x .venv-unsloth/bin/python || $(PYTHON) -m venv .venv-unsloth
+	.venv-unsloth/bin/pip install -q "$(TORCH_SPEC)"
+	.venv-unsloth/bin/pip install -q -e ".[unsloth,dev]" "$(TORCH_SPEC)"
+	.venv-unsloth/bin/pip uninstall -q -y torchvision
+
+setup-mlx:
+	test -x .venv-mlx/bin/python || $(PYTHON) -m venv .venv-mlx
+	.venv-mlx/bin/pip install -q "$(TORCH_SPEC)"
+	.venv-mlx/bin/pip install -q -e ".[mlx,dev]"
+
+test-backends: setup setup-unsloth setup-mlx
+	$(PY) -m pytest -q tests/test_backends.py
+	.venv-unsloth/bin/python -m pytest -q tests/test_backends.py
+	.venv-mlx/bin/python -m pytest -q tests/test_backends.py
+
+bench-trainers: setup
+	$(PY) benchmarks/bench_trainers.py

@@ -57,6 +57,9 @@ def _trainers() -> list[dict[str, Any]]:
                            required=name == "peft"))
     chosen, why = choose_trainer("auto")
     rows.append(_check("trainer: auto", True, f"would use '{chosen}': {why}"))
+    if importlib.util.find_spec("unsloth") is not None and chosen != "unsloth":
+        rows.append(_check("trainer: unsloth", True, "installed, but without CUDA it runs its slow CPU fallback",
+                           required=False))
     return rows
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from . import converter as conv_mod
-from .errors import PadaError
+from .errors import Cancelled, PadaError
 from .events import Reporter, StageProgress, silent
 
 FORMATS = ("adapter", "merged", "gguf")
@@ -119,7 +119,8 @@ def _check_passed(c: Check, reference: float, max_drop: float) -> bool:
     drop = c.drop(reference)
     # One item flipping is noise on a small slice (1 of 7 is 14 points): a failure needs more.
     tolerated = max(max_drop, 100 / c.n_items if c.n_items else 0.0)
-    return c.loads and c.template_ok and c.stops and drop is not None and drop <= tolerated
+    broken = any(p.startswith("config") for p in c.problems)  # e.g. a leaked quantization_config
+    return c.loads and c.template_ok and c.stops and not broken and drop is not None and drop <= tolerated
 
 
 # ---------------------------------------------------------------- what to export
@@ -139,6 +140,7 @@ class _Plan:
     round_row: dict[str, Any]
     slug: str
     lora_gguf: bool
+    store: Path
 
 
 def _plan(store: Any, run_id: str, round_: int | None, fmt: str, quant: str | None, out: Path | None,
@@ -160,7 +162,7 @@ def _plan(store: Any, run_id: str, round_: int | None, fmt: str, quant: str | No
     slug = _slug(f"{spec.name}-{cfg.task.name}")
     out = Path(out) if out is not None else _default_out(cfg, run, row["round"], fmt, quant)
     return _Plan(run_id, row["round"], fmt, quant, out.expanduser().resolve(), cfg, spec, adapter, run, row, slug,
-                 lora_gguf)
+                 lora_gguf, Path(store.path))
 
 
 def _check_choice(fmt: str, quant: str | None) -> None:
@@ -217,10 +219,14 @@ def export_run(store_path: Path, run_id: str, *, round: int | None = None, fmt: 
     with RunStore(store_path) as store:
         plan = _plan(store, run_id, round, fmt, quant, out, lora_gguf)
     progress = StageProgress(report, "export", plan.round, total=_step_count(plan, verify))
-    conv = _converter_for(plan, allow_fetch, progress)
-    _check_destination(plan)
-    _check_space(plan)
-    final, files, verification = _build(plan, conv, verify, progress, report)
+    try:
+        conv = _converter_for(plan, allow_fetch, progress)
+        _check_destination(plan)
+        _check_space(plan)
+        final, files, verification = _build(plan, conv, verify, progress, report)
+    except BaseException:
+        progress.end("failed: nothing was left under the final name")  # closes the TUI's/CLI's bar
+        raise
     result = ExportResult(plan.run_id, plan.round, plan.fmt, plan.quant, final, files, verification,
                           time.perf_counter() - start)
     if record:
@@ -563,7 +569,7 @@ def _slice(plan: _Plan) -> list[_Item]:
         pass
     from .store import RunStore
 
-    with RunStore(Path(plan.cfg.store)) as store:
+    with RunStore(plan.store) as store:
         rows = store.rows("eval_items", plan.run_id, plan.round, model="trained", split="validation")
     if not rows:
         raise PadaError("no validation items to verify the export on", hint="use --no-verify to skip verification")
@@ -681,8 +687,7 @@ def _gguf_template_problems(plan: _Plan, llm: Any, items: list[_Item]) -> list[s
     template = llm.metadata.get("tokenizer.chat_template")
     if not template:
         return ["template: the GGUF has no tokenizer.chat_template (llama.cpp would fall back to another format)"]
-    eos = llm._model.token_get_text(llm.token_eos())
-    bos = llm._model.token_get_text(llm.token_bos()) if llm.token_bos() != -1 else ""
+    eos, bos = _token_text(llm, llm.token_eos()), _token_text(llm, llm.token_bos())
     msgs = list(_messages(plan, items[0] if items else _Item(PROBES[0], "")))
     got = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)(messages=msgs).prompt
     tokenizer = load_tokenizer(plan.spec.hf_dir)
@@ -692,6 +697,10 @@ def _gguf_template_problems(plan: _Plan, llm: Any, items: list[_Item]) -> list[s
     if eos not in _turn_suffix(tokenizer):
         problems.append(f"template: the GGUF's end token {eos!r} does not end an assistant turn")
     return problems
+
+
+def _token_text(llm: Any, token: int) -> str:
+    return "" if token == -1 else llm.detokenize([token], special=True).decode(errors="replace")
 
 
 def _llama_chat(llm: Any, messages: Sequence[dict[str, str]], max_tokens: int) -> tuple[str, str | None]:
@@ -754,7 +763,7 @@ def _hf_template_problems(plan: _Plan, folder: Path, items: list[_Item]) -> list
         return ["template: the exported chat template renders a different prompt than the student's"]
     config = folder / "config.json"
     if config.is_file() and "quantization_config" in json.loads(config.read_text()):
-        return ["config.json still carries a quantization_config"]
+        return ["config: config.json still carries a quantization_config"]
     return []
 
 
@@ -1041,18 +1050,27 @@ def cli_export(args: argparse.Namespace, store_path: Path) -> int:
 
     fmt = args.format or "gguf"
     allow = bool(args.yes) or _ask_consent(fmt, bool(args.lora_gguf))
-    with RichReporter() as reporter:
-        result = export_run(store_path, args.run_id, round=args.round, fmt=fmt, quant=args.quant,
-                            out=None if args.out is None else Path(args.out), lora_gguf=bool(args.lora_gguf),
-                            verify=not args.no_verify, allow_fetch=allow, report=reporter)
+    try:
+        with RichReporter() as reporter:
+            result = export_run(store_path, args.run_id, round=args.round, fmt=fmt, quant=args.quant,
+                                out=None if args.out is None else Path(args.out), lora_gguf=bool(args.lora_gguf),
+                                verify=not args.no_verify, allow_fetch=allow, report=reporter)
+    except KeyboardInterrupt:
+        raise Cancelled("export interrupted; no file was left under the final name") from None
     print_result(result)
     return 0 if result.ok else 1
+
+
+def needs_fetch(fmt: str, lora_gguf: bool = False) -> bool:
+    """Whether this export needs llama.cpp's converter and it is not cached yet: the moment to
+    ask the user (CLI prompt, TUI dialog) before passing allow_fetch=True."""
+    return (fmt == "gguf" or lora_gguf) and conv_mod.find() is None
 
 
 def _ask_consent(fmt: str, lora_gguf: bool) -> bool:
     """Ask before downloading the converter, only when it is needed, missing, and someone is
     at the terminal to answer."""
-    if (fmt != "gguf" and not lora_gguf) or not sys.stdin.isatty() or conv_mod.find() is not None:
+    if not sys.stdin.isatty() or not needs_fetch(fmt, lora_gguf):
         return False
     version = conv_mod.llama_cpp_version()
     print(f"GGUF export needs llama.cpp's converter, taken from llama-cpp-python=={version}'s source on PyPI "

@@ -19,6 +19,7 @@ from typing import Any, Callable
 from . import __version__
 from .analyze import Analysis, Clustering, Pattern, analyze_failures, cluster, draft_strategies, name_patterns, sample_failures
 from .config import Config, dump, from_dict
+from .errors import ConfigError
 from .data import DataReport, Example, Splits, check_splits, load_splits
 from .errors import Cancelled, PadaError
 from .evaluate import EvalRow, accuracy, evaluate
@@ -48,7 +49,7 @@ class Prepared:
 def preflight(cfg: Config) -> Prepared:
     """Everything that can be checked before a model loads: data, scorer fit, models, backend."""
     from . import models
-    from .backends import choose_trainer
+    from .backends import choose_trainer, trainer_problems
 
     splits = load_splits(cfg.data)
     report = check_splits(splits, threshold=cfg.quality.dup_ngram)
@@ -64,6 +65,10 @@ def preflight(cfg: Config) -> Prepared:
         if cfg.models.judge is not None:
             models.resolve_teacher(cfg.models.judge)
     trainer, _ = choose_trainer(cfg.train.backend)
+    problems = trainer_problems(trainer, cfg.train)
+    if problems:
+        raise ConfigError(f"train: the '{trainer}' backend cannot honour: " + "; ".join(problems),
+                          hint="change those fields or train.backend")
     return Prepared(cfg, splits, report, scorer, verifier, trainer)
 
 

@@ -39,7 +39,7 @@ def choose_trainer(requested: str) -> tuple[str, str]:
         return requested, "named in the config"
     if _has("unsloth") and _cuda():
         return "unsloth", "CUDA GPU present and unsloth installed"
-    if _has("mlx_lm") and is_apple_silicon():
+    if _has("mlx_lm") and is_apple_silicon() and _mlx_runs():
         return "mlx", "Apple Silicon and mlx-lm installed"
     return "peft", "no CUDA+unsloth or Apple Silicon+mlx-lm here: transformers + peft"
 
@@ -50,6 +50,24 @@ def _check_available(name: str) -> None:
     module, _, package, install = TRAINERS[name]
     if not _has(package) or importlib.util.find_spec(module) is None:
         raise BackendUnavailable(f"trainer backend '{name}' is not installed here", hint=install)
+    if name == "mlx" and not _mlx_runs():
+        raise BackendUnavailable("mlx-lm is installed but MLX itself cannot run here",
+                                 hint="on Linux: pip install 'mlx[cpu]'; MLX is meant for Apple Silicon")
+
+
+def _mlx_runs() -> bool:
+    # mlx-lm installs on Linux without an MLX runtime; only importing mlx.core tells.
+    try:
+        importlib.import_module("mlx.core")
+    except Exception:
+        return False
+    return True
+
+
+def trainer_problems(name: str, cfg: Any) -> list[str]:
+    """Config fields the chosen backend cannot honour: errors, never silently ignored."""
+    check = getattr(importlib.import_module(TRAINERS[name][0]), "unsupported", None)
+    return [] if check is None else list(check(cfg))
 
 
 def get_trainer(name: str) -> Any:

@@ -14,6 +14,11 @@ from typing import Any, Callable
 from .base import Adapter, StepInfo, TrainSpec
 
 
+def unsupported(cfg: object) -> list[str]:
+    """Config fields this backend cannot honour (none: it is the reference backend)."""
+    return []
+
+
 class PeftTrainer:
     name = "peft"
     supports_4bit = False
@@ -32,13 +37,13 @@ class PeftTrainer:
         tokenizer = load_tokenizer(spec.base_dir)
         model = load_model(spec.base_dir, device=device).train()
         history: list[StepInfo] = []
-        trainer = _sft_trainer(spec, model, tokenizer, device, _callback(history, on_step, should_stop))
+        trainer = _sft_trainer(spec, model, tokenizer, device, progress_callback(history, on_step, should_stop))
         start = time.perf_counter()
         trainer.train()
         tmp = spec.out_dir.with_name(spec.out_dir.name + ".tmp")
         trainer.model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
-        _replace_dir(tmp, spec.out_dir)
+        replace_dir(tmp, spec.out_dir)
         tokens = int(trainer.state.num_input_tokens_seen or 0) or _estimate_tokens(history)
         return Adapter(spec.out_dir, trainer.state.global_step, time.perf_counter() - start, tokens, tuple(history))
 
@@ -90,11 +95,11 @@ def _sft_trainer(spec: TrainSpec, model: Any, tokenizer: Any, device: str, callb
     # Progress goes through our callback; the default printer would write dicts to stdout.
     from transformers.trainer_callback import PrinterCallback
 
-    trainer.remove_callback(PrinterCallback)
+    trainer.removeprogress_callback(PrinterCallback)
     return trainer
 
 
-def _callback(history: list[StepInfo], on_step: Callable[[StepInfo], None] | None,
+def progress_callback(history: list[StepInfo], on_step: Callable[[StepInfo], None] | None,
               should_stop: Callable[[], bool] | None) -> Any:
     from transformers import TrainerCallback
 
@@ -132,7 +137,7 @@ def _estimate_tokens(history: list[StepInfo]) -> int:
     return int(sum((h.tokens_per_s or 0) for h in history))
 
 
-def _replace_dir(tmp: Path, final: Path) -> None:
+def replace_dir(tmp: Path, final: Path) -> None:
     """Move a finished folder into place so a crash never leaves a half-written adapter."""
     import shutil
 

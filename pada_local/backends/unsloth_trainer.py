@@ -56,20 +56,20 @@ class UnslothTrainer:
         import torch
 
         from .hf import quiet_libraries
-        from .peft_trainer import _callback, _replace_dir
+        from .peft_trainer import progress_callback, replace_dir
 
         quiet_libraries()
         cuda = bool(torch.cuda.is_available())
         model, tokenizer = _load(fast, spec, cuda)
         history: list[StepInfo] = []
-        trainer = _sft_trainer(spec, model, tokenizer, cuda, _callback(history, on_step, should_stop))
+        trainer = _sft_trainer(spec, model, tokenizer, cuda, progress_callback(history, on_step, should_stop))
         start = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - start
         tmp = spec.out_dir.with_name(spec.out_dir.name + ".tmp")
         trainer.model.save_pretrained(str(tmp))  # PeftModel: adapter_config.json + adapter_model.safetensors
         tokenizer.save_pretrained(str(tmp))
-        _replace_dir(tmp, spec.out_dir)
+        replace_dir(tmp, spec.out_dir)
         tokens = int(trainer.state.num_input_tokens_seen or 0)
         return Adapter(spec.out_dir, trainer.state.global_step, seconds, tokens, tuple(history))
 
@@ -80,10 +80,10 @@ def _import_unsloth() -> Any:
     try:
         with _quiet_warnings():
             from unsloth import FastLanguageModel
-    except (ImportError, NotImplementedError, RuntimeError) as err:
-        # e.g. a torchvision built for another torch: `import unsloth` fails until it is removed.
-        raise BackendUnavailable(f"unsloth cannot be imported here ({err})",
-                                 hint="pip uninstall -y torchvision, or use backend 'peft'") from None
+    except Exception as err:  # noqa: BLE001 - any failure of a third-party import is "cannot run here"
+        # The usual one: a torchvision built for another torch, pulled in by unsloth's install.
+        fix = "pip uninstall -y torchvision" if "torchvision" in repr(err) else "use train.backend 'peft'"
+        raise BackendUnavailable(f"unsloth is installed but cannot be imported: {err}", hint=fix) from None
     return FastLanguageModel
 
 
