@@ -232,8 +232,11 @@ class RunStore:
     def _migrate(self) -> None:
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
-        self._refuse_newer(self._applied())
+        applied = self._applied()
+        self._refuse_newer(applied)
         for name, migrate in MIGRATIONS:
+            if name in applied:
+                continue  # no write lock for what is done: readers never wait on a writer here
             with self.transaction():
                 # Re-read under the write lock: another process may have just applied it.
                 if name in self._applied():

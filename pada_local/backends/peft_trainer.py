@@ -95,7 +95,7 @@ def _sft_trainer(spec: TrainSpec, model: Any, tokenizer: Any, device: str, callb
     # Progress goes through our callback; the default printer would write dicts to stdout.
     from transformers.trainer_callback import PrinterCallback
 
-    trainer.removeprogress_callback(PrinterCallback)
+    trainer.remove_callback(PrinterCallback)
     return trainer
 
 

@@ -1,0 +1,626 @@
+"""The terminal UI, driven with Textual's pilot over a store filled by a real tiny run (the
+embedded models, CPU), plus SVG snapshots of the screens whose content is deterministic.
+
+The real run is made once per module. Tests that change a store work on a copy of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import yaml
+from textual.widgets import Button, DataTable, Input, Label, Select, Static, TabbedContent
+
+from pada_local import loop
+from pada_local.config import dump, load
+from pada_local.store import RunStore
+from pada_local.tasks import skills
+from tui import data
+from tui.app import PadaApp, create_app
+from tui.screens.compare import CompareScreen
+from tui.screens.live import LiveScreen
+from tui.screens.modals import ConfirmModal, ErrorModal
+from tui.screens.new_run import NewRunScreen
+from tui.screens.patterns import PatternsScreen
+from tui.screens.run import RunScreen
+from tui.screens.runs import RunsScreen
+from tui.screens.samples import SamplesScreen
+
+from .conftest import write_jsonl
+
+SIZE = (100, 32)
+slow = pytest.mark.slow  # tests that need the real run (models load); the snapshots do not
+
+
+# ---------------------------------------------------------------- fixtures and helpers
+
+
+def _tiny_task(folder: Path) -> Path:
+    """Two items per skill in train, one in validation and test (as tests/test_loop.py)."""
+    splits = skills.generate({"train": 2, "validation": 1, "test": 1}, seed=321)
+    for split, rows in splits.items():
+        write_jsonl(folder / f"{split}.jsonl", rows)
+    cfg = {
+        "name": "tiny",
+        "data": {"train": "train.jsonl", "validation": "validation.jsonl", "test": "test.jsonl"},
+        "task": {"name": "tiny-skills", "description": "Short questions with one-word or one-number answers.",
+                 "system_prompt": skills.SYSTEM_PROMPT, "answer_format": "one word or number",
+                 "scorer": {"kind": "exact"}, "max_new_tokens": 8, "verifier": "skills"},
+        "teacher": {"n_ctx": 1024, "max_tokens": 96},
+        "train": {"max_steps": 2, "batch_size": 4, "rank": 4, "alpha": 8, "max_length": 96},
+        "loop": {"rounds": 1, "budget": 6, "analysis_cap": 4, "k_max": 3},
+        "quality": {"verifier_fixes_answer": True},
+    }
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Path]:
+    """(store path, run id, config path) of a finished real run: one round of the loop."""
+    folder = tmp_path_factory.mktemp("tui-run")
+    config = _tiny_task(folder)
+    cfg = load(config, [f"store={folder / 'runs.db'}", f"workdir={folder / 'work'}"])
+    run_id = loop.start(cfg)
+    return cfg.store, run_id, config
+
+
+@pytest.fixture
+def store_copy(real_run: tuple[Path, str, Path], tmp_path: Path) -> Path:
+    """A private copy of the real run's store, for tests that change it."""
+    src = sqlite3.connect(real_run[0])
+    dst = sqlite3.connect(tmp_path / "copy.db")
+    src.backup(dst)
+    src.close()
+    dst.close()
+    return tmp_path / "copy.db"
+
+
+def drive(app: PadaApp, scenario: Callable[[Any], Any], size: tuple[int, int] = SIZE) -> None:
+    """Run a pilot scenario on the app, synchronously (no async test plugin needed)."""
+    async def main() -> None:
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause()
+            await scenario(pilot)
+
+    asyncio.run(main())
+
+
+async def wait_for(pilot: Any, condition: Callable[[], Any], timeout: float = 10.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        await pilot.pause(0.1)
+
+
+def table(app: PadaApp, selector: str) -> DataTable:
+    return app.screen.query_one(selector, DataTable)
+
+
+def column(t: DataTable, index: int) -> list[str]:
+    return [str(t.get_row_at(i)[index]) for i in range(t.row_count)]
+
+
+def no_errors(app: PadaApp) -> None:
+    shown = [s for s in app.screen_stack if isinstance(s, ErrorModal)]
+    assert not shown, [(s.message, s.hint) for s in shown]
+
+
+def _add_baseline_run(path: Path, like: str) -> str:
+    """A second (recorded, not computed) run on the same task, to sort, filter and compare."""
+    with RunStore(path) as store:
+        ref = store.run(like)
+        run_id = store.create_run(name="baseline", task=ref["task"], strategy="llm2llm", student=ref["student"],
+                                  teacher=ref["teacher"], config={"name": "baseline"}, seed=0, versions={})
+        store.upsert_round(run_id, 0, status="done", val_score=0.1, test_score=0.2, zero_shot_val=0.0,
+                           zero_shot_test=0.0, seconds=12.0)
+        store.set_run(run_id, status="finished", best_round=0, best_val=0.1, best_test=0.2, stop_reason="test")
+    return run_id
+
+
+# ---------------------------------------------------------------- runs screen
+
+
+@slow
+def test_runs_screen_lists_filters_and_sorts(real_run, store_copy):
+    _, run_id, _ = real_run
+    other = _add_baseline_run(store_copy, run_id)
+    app = create_app(store_copy)
+
+    async def scenario(pilot):
+        assert isinstance(app.screen, RunsScreen)
+        t = table(app, "#runs-table")
+        assert t.row_count == 2
+        assert set(column(t, 1)) == {"tiny", "baseline"}
+        assert "finished" in column(t, 2)
+        await pilot.press("slash", *"llm2llm")
+        assert column(t, 1) == ["baseline"]
+        app.screen.query_one("#runs-filter", Input).value = ""
+        await pilot.press("escape")
+        assert t.row_count == 2
+        screen = app.screen
+        screen._sort_by("name")  # same as clicking the header
+        await pilot.pause()
+        assert column(t, 1) == ["baseline", "tiny"]
+        screen._sort_by("name")
+        await pilot.pause()
+        assert column(t, 1) == ["tiny", "baseline"]
+        await pilot.press("s")  # next column
+        assert screen.sort_key != "name"
+        # mark both and compare them
+        await pilot.press("space", "space", "c")
+        assert isinstance(app.screen, CompareScreen)
+        ct = table(app, "#compare-table")
+        labels = column(ct, 0)
+        assert "round 0 val / test" in labels and "samples accepted" in labels and "time" in labels
+        assert len(ct.columns) == 3 and {str(c.label) for c in ct.columns.values()} >= {run_id, other}
+        no_errors(app)
+
+    drive(app, scenario)
+
+
+@slow
+def test_delete_asks_first(real_run, store_copy):
+    _, run_id, _ = real_run
+    _add_baseline_run(store_copy, run_id)
+    app = create_app(store_copy)
+
+    async def scenario(pilot):
+        screen = app.screen
+        victim = screen.current_id()
+        await pilot.press("d")
+        assert isinstance(app.screen, ConfirmModal)
+        await pilot.press("n")
+        assert table(app, "#runs-table").row_count == 2
+        await pilot.press("d", "y")
+        await pilot.pause()
+        assert table(app, "#runs-table").row_count == 1
+        with RunStore(store_copy) as store:
+            assert victim not in [r["id"] for r in store.runs()]
+            assert store.count("candidates", victim) == 0  # its rows went with it
+
+    drive(app, scenario)
+
+
+# ---------------------------------------------------------------- one run
+
+
+@slow
+def test_run_screen_shows_rounds_stages_charts_config_artifacts(real_run):
+    store_path, run_id, _ = real_run
+    app = create_app(store_path)
+    with RunStore(store_path) as store:
+        rounds = [r["round"] for r in store.rounds(run_id)]
+        stages = {n: len(store.stages(run_id, n)) for n in rounds}
+        n_artifacts = store.count("artifacts", run_id)
+
+    async def scenario(pilot):
+        await pilot.press("enter")
+        assert isinstance(app.screen, RunScreen)
+        await pilot.pause()
+        assert column(table(app, "#rounds-table"), 0)[:2] == ["zero-shot", "0"]
+        tabs = app.screen.query_one("#run-tabs", TabbedContent)
+        for n in rounds:
+            tabs.active = f"tab-round-{n}"
+            await pilot.pause()
+            assert table(app, f"#stages-{n}").row_count == stages[n]
+        tabs.active = "tab-charts"
+        await pilot.pause()
+        score = app.screen.query_one("#score-chart")
+        assert score.size.height > 0 and "zero-shot" in score.plt.build()
+        tabs.active = "tab-config"
+        await pilot.pause()
+        assert "tiny-skills" in _plain(app.screen.query_one("#config-text", Static))
+        tabs.active = "tab-artifacts"
+        await pilot.pause()
+        assert table(app, "#artifacts-table").row_count == n_artifacts > 0
+        await pilot.press("r")  # a finished run cannot be resumed: a warning, no job
+        assert app.job is None
+        no_errors(app)
+
+    drive(app, scenario)
+
+
+@slow
+def test_patterns_screen_shows_failures_and_fixes(real_run):
+    store_path, run_id, _ = real_run
+    with RunStore(store_path) as store:
+        views = data.patterns(store, run_id, 1)
+        fixed = {m["pattern_id"]: m["value"] for m in store.rows("metrics", run_id, 1, name="pattern_fixed")}
+    assert views, "the tiny run mined no pattern"
+    assert all(v.failures for v in views)
+    assert {v.id: v.fixed for v in views if v.fixed is not None} == fixed
+    app = create_app(store_path)
+
+    async def scenario(pilot):
+        await pilot.press("enter", "p")
+        assert isinstance(app.screen, PatternsScreen)
+        await pilot.pause()
+        assert table(app, "#patterns-table").row_count == len(views)
+        detail = app.screen.query_one("#pattern-detail", Static)
+        text = _plain(detail)
+        first = views[0]
+        assert first.failures[0].input.split()[0] in text and "validation failures behind it" in text
+        assert "shown to you only" in _plain(app.screen.query_one("#leak-note", Static))
+        await pilot.press("s")  # the pattern's samples
+        assert isinstance(app.screen, SamplesScreen)
+        await pilot.pause()
+        assert app.screen.pattern == first.id
+        assert all(c["pattern_id"] == first.id for c in app.screen.shown)
+        no_errors(app)
+
+    drive(app, scenario)
+
+
+def _plain(widget: Static) -> str:
+    from rich.console import Console
+
+    console = Console(width=200, color_system=None)
+    with console.capture() as captured:
+        console.print(widget.content)  # type: ignore[arg-type]
+    return captured.get()
+
+
+@slow
+def test_samples_filters_and_human_verdicts(real_run, store_copy):
+    _, run_id, _ = real_run
+    app = create_app(store_copy)
+    with RunStore(store_copy) as store:
+        candidates = store.rows("candidates", run_id)
+    rejected = [c for c in candidates if c["verdict"] == "rejected"]
+    accepted = [c for c in candidates if c["verdict"] == "accepted"]
+
+    async def scenario(pilot):
+        await pilot.press("enter", "s")
+        screen = app.screen
+        assert isinstance(screen, SamplesScreen)
+        await pilot.pause()
+        assert table(app, "#samples-table").row_count == len(candidates)
+        verdict = screen.query_one("#filter-verdict", Select)
+        verdict.value = "rejected"
+        await pilot.pause()
+        assert len(screen.shown) == len(rejected)
+        if rejected:
+            target = screen.current()
+            assert "reason" in _plain(screen.query_one("#sample-detail", Static))
+            await pilot.press("a")  # accept a rejected sample
+            with RunStore(store_copy) as store:
+                row = next(c for c in store.rows("candidates", run_id) if c["id"] == target["id"])
+            assert row["human_verdict"] == "accepted" and row["verdict"] == "rejected"
+            assert len(screen.shown) == len(rejected) - 1  # it is no longer rejected
+        verdict.value = "changed by you"
+        await pilot.pause()
+        assert len(screen.shown) == (1 if rejected else 0)
+        if rejected:
+            await pilot.press("u")
+            with RunStore(store_copy) as store:
+                assert not any(c["human_verdict"] for c in store.rows("candidates", run_id))
+        verdict.value = "accepted"
+        await pilot.pause()
+        assert len(screen.shown) == len(accepted)
+        no_errors(app)
+
+    drive(app, scenario)
+
+
+# ---------------------------------------------------------------- new run, live progress, cancel, resume
+
+
+def test_new_run_form_validates_in_place(tmp_path):
+    app = create_app(tmp_path / "runs.db")
+
+    async def scenario(pilot):
+        await pilot.press("n")
+        form = app.screen
+        assert isinstance(form, NewRunScreen)
+        await pilot.pause()
+        start = form.query_one("#start", Button)
+        assert not start.disabled, form.validate()  # the demo config is valid as it stands
+
+        def error(field: str) -> str:
+            label = form.query_one(f"#e-{field}", Label)
+            return str(label.content) if label.display else ""
+
+        form.query_one("#f-loop-rounds", Input).value = ""
+        form.query_one("#f-data-train", Input).value = str(tmp_path / "missing.jsonl")
+        form.query_one("#f-task-scorer-kind", Select).value = "label"
+        await pilot.pause()
+        assert "integer" in error("loop-rounds")
+        assert "no such file" in error("data-train")
+        assert "labels" in error("task-scorer-kind")
+        assert start.disabled
+        form.query_one("#f-task-scorer-labels", Input).value = "yes, no"
+        form.query_one("#f-loop-rounds", Input).value = "2"
+        await pilot.pause()
+        assert error("task-scorer-kind") == "" and error("loop-rounds") == ""
+        await pilot.press("ctrl+s")  # refused: the training file is still missing
+        assert isinstance(app.screen, NewRunScreen) and app.job is None
+        assert not (tmp_path / "runs.db").exists()  # browsing and a refused form never create a store
+
+    drive(app, scenario)
+
+
+def test_a_config_file_loads_into_the_form_and_bad_ones_show_a_modal(tmp_path):
+    config = _tiny_task(tmp_path)
+    (tmp_path / "bad.yaml").write_text("data: {train: x.jsonl, validation: y.jsonl}\nloop: {roundz: 2}\n")
+    app = create_app(tmp_path / "runs.db")
+
+    async def scenario(pilot):
+        await pilot.press("n")
+        form = app.screen
+        await pilot.pause()
+        form.load_yaml(str(config))
+        await pilot.pause()
+        assert form.query_one("#f-name", Input).value == "tiny"
+        assert form.query_one("#f-data-train", Input).value == str(tmp_path / "train.jsonl")
+        assert form.query_one("#f-train-max_steps", Input).value == "2"
+        form.load_yaml(str(tmp_path / "bad.yaml"))
+        await pilot.pause()
+        assert isinstance(app.screen, ErrorModal)
+        assert "roundz" in app.screen.message and "schema" in (app.screen.hint or "")
+        await pilot.press("escape")
+        assert app.screen is form
+
+    drive(app, scenario)
+
+
+@slow
+def test_start_watch_cancel_and_resume_a_run(real_run, tmp_path):
+    _, _, config = real_run
+    defaults = dump(load(config, ["loop.rounds=0", "name=from-tui"]))  # round 0 only: quick
+    store_path = tmp_path / "runs.db"
+    app = create_app(store_path, poll_seconds=0.5)
+    app.new_run_defaults = defaults
+
+    async def scenario(pilot):
+        await pilot.press("n")
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, LiveScreen), what="the progress screen")
+        job = app.job
+        await wait_for(pilot, lambda: job.run_id and job.stage, timeout=300, what="the first stage")
+        await wait_for(pilot, lambda: job.completed > 0, timeout=300, what="progress")
+        bar = app.screen.query_one("#job-progress")
+        assert bar.total == job.total and job.rate is not None
+        await pilot.press("c", "y")
+        await wait_for(pilot, lambda: not job.running, timeout=300, what="the cancel")
+        assert job.status == "cancelled", list(job.log)
+        with RunStore(store_path) as store:
+            assert store.run(job.run_id)["status"] == "cancelled"
+        await pilot.press("escape")
+        assert isinstance(app.screen, RunsScreen)
+        app.screen.reload()
+        await pilot.pause()
+        assert "cancelled" in column(table(app, "#runs-table"), 2)
+        await pilot.press("r")  # resume it from where it stopped
+        await wait_for(pilot, lambda: app.job is not job, what="the resume job")
+        resumed = app.job
+        await wait_for(pilot, lambda: not resumed.running, timeout=600, what="the resumed run to finish")
+        assert resumed.status == "finished", list(resumed.log)
+        assert any("resuming run" in line for line in resumed.log)
+        with RunStore(store_path) as store:
+            run = store.run(job.run_id)
+            assert run["status"] == "finished" and run["best_val"] is not None
+        no_errors(app)
+
+    drive(app, scenario)
+
+
+def _fake_loop(report, should_stop, created):
+    """A stand-in for loop.start: reports like a stage and stops only when asked."""
+    from pada_local.errors import Cancelled
+    from pada_local.events import Event
+
+    created("fake-run")
+    report(Event("log", "run", message="run fake-run"))
+    report(Event("start", "generate", 1, total=1000))
+    for _ in range(1000):
+        if should_stop():
+            raise Cancelled("cancelled by the user")
+        report(Event("advance", "generate", 1, advance=1))
+        time.sleep(0.02)
+    return "fake-run"
+
+
+def test_live_progress_cancel_and_quit_guard(tmp_path):
+    from tui.jobs import Job
+
+    app = create_app(tmp_path / "runs.db")
+
+    async def scenario(pilot):
+        app.start_job(Job("run", "run fake", _fake_loop))
+        await wait_for(pilot, lambda: isinstance(app.screen, LiveScreen), what="the progress screen")
+        job = app.job
+        await wait_for(pilot, lambda: job.completed >= 5, what="progress")
+        await pilot.pause(0.3)
+        assert job.run_id == "fake-run" and job.stage_label() == "round 1 · generate"
+        assert app.screen.query_one("#job-progress").total == 1000
+        assert "run fake-run" in list(job.log)[0]
+        app.start_job(Job("run", "second", _fake_loop))  # one job at a time
+        assert isinstance(app.screen, ErrorModal) and app.job is job
+        await pilot.press("escape")
+        await pilot.press("q")  # quitting while a job runs asks first
+        assert isinstance(app.screen, ConfirmModal)
+        await pilot.press("n")
+        await pilot.press("c", "y")
+        await wait_for(pilot, lambda: not job.running, what="the cancel")
+        assert job.status == "cancelled" and "cancelled" in list(job.log)[-1]
+        await pilot.press("escape")
+        bar = app.screen.query_one("#job-bar", Static)
+        await wait_for(pilot, lambda: "cancelled" in _plain(bar), timeout=3, what="the job bar")
+        assert bar.display
+
+    drive(app, scenario)
+
+
+def test_export_runs_as_a_job_and_logs_where_it_went(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import tui.screens.export as export_screen
+    from pada_local.events import Event
+
+    store_path = tmp_path / "runs.db"
+    with RunStore(store_path) as store:
+        run_id = store.create_run(name="done", task="t", strategy="pada", student="s", teacher="t",
+                                  config={"name": "done"}, seed=0, versions={})
+        store.upsert_round(run_id, 0, status="done", val_score=0.5, test_score=0.5, seconds=1.0)
+        store.set_run(run_id, status="finished", best_round=0, best_val=0.5, best_test=0.5)
+    calls = []
+
+    def fake_export(path, run, *, report, **kwargs):
+        calls.append((path, run, kwargs))
+        report(Event("start", "export", 0, total=1))
+        report(Event("end", "export", 0))
+        return SimpleNamespace(out_dir=tmp_path / "export-adapter", ok=True)
+
+    monkeypatch.setattr(export_screen, "export_function", lambda: fake_export)
+    app = create_app(store_path)
+
+    async def scenario(pilot):
+        await pilot.press("enter", "e")
+        await pilot.pause()
+        app.screen.query_one("#export-format", Select).value = "adapter"
+        app.screen.query_one("#export-round", Input).value = "0"
+        await pilot.click("#export")
+        await wait_for(pilot, lambda: app.job is not None and not app.job.running, what="the export")
+        assert app.job.status == "finished", list(app.job.log)
+        assert any("export-adapter (verified)" in line for line in app.job.log)
+        assert calls == [(store_path.absolute(), run_id,
+                          {"round": 0, "fmt": "adapter", "quant": None, "allow_fetch": False, "verify": True})]
+
+    drive(app, scenario)
+
+
+# ---------------------------------------------------------------- another process writing
+
+
+WRITER = textwrap.dedent("""
+    import sys, time
+    from pada_local.store import RunStore
+    store = RunStore(sys.argv[1])
+    run_id = store.create_run(name="writer", task="t", strategy="pada", student="s", teacher="t",
+                              config={"name": "writer"}, seed=0, versions={})
+    print(run_id, flush=True)
+    for r in range(4):
+        time.sleep(0.6)
+        store.upsert_round(run_id, r, status="running")
+        items = [{"model": "trained", "split": "validation", "item_id": f"v{i}", "input": "q",
+                  "reference": "a", "prediction": "a", "score": 1.0} for i in range(200)]
+        store.write_stage(run_id, r, "eval", rows={"eval_items": items}, stats={"seconds": 0.1, "items": 200})
+        store.upsert_round(run_id, r, status="done", val_score=0.2 * r, test_score=0.1 * r, seconds=1.0)
+    store.set_run(run_id, status="finished", best_round=3, best_val=0.6, best_test=0.3)
+""")
+
+
+def test_rows_written_by_another_process_appear_without_locking_errors(tmp_path):
+    store_path = tmp_path / "runs.db"
+    RunStore(store_path).close()  # an empty store, as after `pada run` created it
+    app = create_app(store_path, poll_seconds=0.2)
+
+    async def scenario(pilot):
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(store_path)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        try:
+            t = table(app, "#runs-table")
+            await wait_for(pilot, lambda: t.row_count == 1, timeout=30, what="the new run")
+            assert column(t, 1) == ["writer"]
+            await pilot.press("enter")
+            assert isinstance(app.screen, RunScreen)
+            await wait_for(pilot, lambda: app.screen.query("#tab-round-1"), timeout=30, what="round 1")
+            await wait_for(pilot, lambda: app.screen.query("#tab-round-3"), timeout=30, what="round 3")
+            await wait_for(pilot, lambda: "finished" in _plain(app.screen.query_one("#run-summary", Static)),
+                           timeout=30, what="the finished status")
+            out, err = writer.communicate(timeout=30)
+        finally:
+            if writer.poll() is None:
+                writer.kill()
+        assert writer.returncode == 0, err
+        assert column(table(app, "#rounds-table"), 0) == ["0", "1", "2", "3"]
+        no_errors(app)
+
+    drive(app, scenario)
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_a_file_that_is_not_a_store_shows_message_and_hint(tmp_path):
+    bogus = tmp_path / "notes.db"
+    bogus.write_text("not a database\n" * 100)
+    app = create_app(bogus, poll_seconds=0.2)
+
+    async def scenario(pilot):
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal), what="the error modal")
+        modal = app.screen
+        assert "not a pada-local run store" in modal.message and modal.hint
+        assert "Traceback" not in _plain(modal.query_one("#error-message", Static))
+        await pilot.pause(0.6)  # polls keep failing, but the same error is not shown again
+        assert sum(isinstance(s, ErrorModal) for s in app.screen_stack) == 1
+        await pilot.press("escape")
+        assert isinstance(app.screen, RunsScreen)
+
+    drive(app, scenario)
+
+
+@slow
+def test_export_without_the_export_module_explains_itself(real_run, monkeypatch):
+    store_path, _, _ = real_run
+    monkeypatch.setitem(sys.modules, "pada_local.export", None)  # as if not installed: import fails
+    app = create_app(store_path)
+
+    async def scenario(pilot):
+        await pilot.press("enter", "e")
+        await pilot.pause()
+        await pilot.click("#export")
+        await pilot.pause()
+        assert isinstance(app.screen, ErrorModal)
+        assert "export is not available" in app.screen.message and app.screen.hint
+        assert app.job is None
+
+    drive(app, scenario)
+
+
+# ---------------------------------------------------------------- snapshots (80x24, deterministic screens)
+
+NO_STORE = Path("/nonexistent-pada-tui-snapshot/runs/pada.db")  # never created: browsing creates nothing
+FORM_DEFAULTS = {
+    "name": "reviews",
+    "models": {"teacher": "smollm2-135m", "student": "smollm2-135m"},
+    "data": {"train": "/data/reviews/train.jsonl", "validation": "/data/reviews/validation.jsonl"},
+    "task": {"name": "review-sentiment", "description": "Is a product review positive or negative?",
+             "answer_format": "one word", "scorer": {"kind": "label", "labels": ["positive", "negative"]}},
+    "loop": {"strategy": "pada", "rounds": 3},
+}
+
+
+def test_snapshot_empty_runs_screen(snap_compare):
+    assert snap_compare(create_app(NO_STORE), terminal_size=(80, 24))
+
+
+def test_snapshot_help_screen(snap_compare):
+    assert snap_compare(create_app(NO_STORE), press=["question_mark"], terminal_size=(80, 24))
+
+
+def test_snapshot_new_run_form_with_errors_in_place(snap_compare):
+    app = create_app(NO_STORE)
+    app.new_run_defaults = FORM_DEFAULTS  # paths that exist nowhere: their errors show in place
+
+    async def open_form(pilot) -> None:
+        # Validation messages arrive after the form mounts; wait until the screen is settled
+        # so the snapshot does not depend on the machine's load.
+        await pilot.press("n")
+        for _ in range(3):
+            await pilot.pause(0.3)
+            await pilot.wait_for_scheduled_animations()
+
+    assert snap_compare(app, run_before=open_form, terminal_size=(80, 24))

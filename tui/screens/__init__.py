@@ -1,0 +1,1 @@
+"""The screens: runs, one run, patterns, samples, new run, live progress, compare, help, modals."""
