@@ -35,17 +35,24 @@ class LeakGuard:
         self._grams = [shingles(ex.input) for ex in self.items]
 
     def find(self, text: str) -> list[Leak]:
-        """Held-out items that appear in `text`: verbatim (normalized) or most of their
-        word 3-grams present (containment >= `near`)."""
-        norm, grams = normalize(text), shingles(text)
+        """Held-out items that appear in `text`: verbatim (normalized), or some stretch of
+        `text` as long as the item whose word 3-grams overlap the item's by Jaccard >= `near`.
+
+        A window the item's length, not containment: in templated tasks two items differ in one
+        word ('... in the word "garden"?' vs '... "planet"?') and share most 3-grams; they are
+        different questions, and only a near copy of the whole item counts as a leak."""
+        norm = normalize(text)
+        words = norm.split()
+        grams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
+        present = set(grams)
         leaks = []
         for ex, item_norm, item_grams in zip(self.items, self._norm, self._grams):
             if item_norm and item_norm in norm:
                 leaks.append(Leak(ex.id, ex.split, "exact", 1.0))
-            elif item_grams:
-                share = len(item_grams & grams) / len(item_grams)
-                if share >= self.near:
-                    leaks.append(Leak(ex.id, ex.split, "near", share))
+            elif item_grams & present:
+                score = _best_window(grams, item_grams)
+                if score >= self.near:
+                    leaks.append(Leak(ex.id, ex.split, "near", score))
         return leaks
 
     def scrub(self, text: str) -> str:
@@ -57,3 +64,14 @@ class LeakGuard:
 
     def check_all(self, texts: Sequence[str]) -> list[tuple[int, Leak]]:
         return [(i, leak) for i, text in enumerate(texts) for leak in self.find(text)]
+
+
+def _best_window(grams: list[tuple[str, ...]], item: frozenset[tuple[str, ...]]) -> float:
+    """Highest Jaccard between `item` and any run of len(item) consecutive 3-grams."""
+    size = len(item)
+    best = 0.0
+    for start in range(max(1, len(grams) - size + 1)):
+        window = set(grams[start : start + size])
+        if window & item:
+            best = max(best, len(window & item) / len(window | item))
+    return best
