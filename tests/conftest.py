@@ -47,3 +47,29 @@ def embedder():
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def tiny_task(folder: Path, seed: int = 123) -> Path:
+    """A data set the project never shipped (two items per skill in train, one in validation
+    and test, fresh seed) and a config that runs one tiny round with the real models."""
+    import yaml
+
+    from pada_local.tasks import skills
+
+    splits = skills.generate({"train": 2, "validation": 1, "test": 1}, seed=seed)
+    for split, rows in splits.items():
+        write_jsonl(folder / f"{split}.jsonl", rows)
+    cfg = {
+        "name": "tiny",
+        "data": {"train": "train.jsonl", "validation": "validation.jsonl", "test": "test.jsonl"},
+        "task": {"name": "tiny-skills", "description": "Short questions with one-word or one-number answers.",
+                 "system_prompt": skills.SYSTEM_PROMPT, "answer_format": "one word or number",
+                 "scorer": {"kind": "exact"}, "max_new_tokens": 8, "verifier": "skills"},
+        "teacher": {"n_ctx": 1024, "max_tokens": 96},
+        "train": {"max_steps": 2, "batch_size": 4, "rank": 4, "alpha": 8, "max_length": 96},
+        "loop": {"rounds": 1, "budget": 6, "analysis_cap": 4, "k_max": 3},
+        "quality": {"verifier_fixes_answer": True},
+    }
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path

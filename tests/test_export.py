@@ -29,7 +29,7 @@ from pada_local.config import load
 from pada_local.errors import PadaError
 from pada_local.store import RunStore
 
-from .test_loop import _tiny_task
+from .conftest import tiny_task as _tiny_task
 
 pytestmark = pytest.mark.slow
 

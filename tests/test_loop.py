@@ -20,34 +20,12 @@ from pada_local.config import load
 from pada_local.errors import PadaError
 from pada_local.leakage import LeakGuard
 from pada_local.store import RunStore
-from pada_local.tasks import skills
 
-from .conftest import write_jsonl
+from .conftest import tiny_task as _tiny_task
 
 pytestmark = pytest.mark.slow
 
 TABLES = ("eval_items", "analyses", "clusters", "patterns", "candidates", "train_steps", "metrics", "artifacts", "stages")
-
-
-def _tiny_task(folder: Path) -> Path:
-    """A data set the project never shipped: two items per skill and split, fresh seed."""
-    splits = skills.generate({"train": 2, "validation": 1, "test": 1}, seed=123)
-    for split, rows in splits.items():
-        write_jsonl(folder / f"{split}.jsonl", rows)
-    cfg = {
-        "name": "tiny",
-        "data": {"train": "train.jsonl", "validation": "validation.jsonl", "test": "test.jsonl"},
-        "task": {"name": "tiny-skills", "description": "Short questions with one-word or one-number answers.",
-                 "system_prompt": skills.SYSTEM_PROMPT, "answer_format": "one word or number",
-                 "scorer": {"kind": "exact"}, "max_new_tokens": 8, "verifier": "skills"},
-        "teacher": {"n_ctx": 1024, "max_tokens": 96},
-        "train": {"max_steps": 2, "batch_size": 4, "rank": 4, "alpha": 8, "max_length": 96},
-        "loop": {"rounds": 1, "budget": 6, "analysis_cap": 4, "k_max": 3},
-        "quality": {"verifier_fixes_answer": True},
-    }
-    path = folder / "tiny.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -16,13 +16,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-import yaml
 from textual.widgets import Button, DataTable, Input, Label, Select, Static, TabbedContent
 
 from pada_local import loop
 from pada_local.config import dump, load
 from pada_local.store import RunStore
-from pada_local.tasks import skills
 from tui import data
 from tui.app import PadaApp, create_app
 from tui.screens.compare import CompareScreen
@@ -34,7 +32,7 @@ from tui.screens.run import RunScreen
 from tui.screens.runs import RunsScreen
 from tui.screens.samples import SamplesScreen
 
-from .conftest import write_jsonl
+from .conftest import tiny_task
 
 SIZE = (100, 32)
 slow = pytest.mark.slow  # tests that need the real run (models load); the snapshots do not
@@ -43,32 +41,11 @@ slow = pytest.mark.slow  # tests that need the real run (models load); the snaps
 # ---------------------------------------------------------------- fixtures and helpers
 
 
-def _tiny_task(folder: Path) -> Path:
-    """Two items per skill in train, one in validation and test (as tests/test_loop.py)."""
-    splits = skills.generate({"train": 2, "validation": 1, "test": 1}, seed=321)
-    for split, rows in splits.items():
-        write_jsonl(folder / f"{split}.jsonl", rows)
-    cfg = {
-        "name": "tiny",
-        "data": {"train": "train.jsonl", "validation": "validation.jsonl", "test": "test.jsonl"},
-        "task": {"name": "tiny-skills", "description": "Short questions with one-word or one-number answers.",
-                 "system_prompt": skills.SYSTEM_PROMPT, "answer_format": "one word or number",
-                 "scorer": {"kind": "exact"}, "max_new_tokens": 8, "verifier": "skills"},
-        "teacher": {"n_ctx": 1024, "max_tokens": 96},
-        "train": {"max_steps": 2, "batch_size": 4, "rank": 4, "alpha": 8, "max_length": 96},
-        "loop": {"rounds": 1, "budget": 6, "analysis_cap": 4, "k_max": 3},
-        "quality": {"verifier_fixes_answer": True},
-    }
-    path = folder / "tiny.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Path]:
     """(store path, run id, config path) of a finished real run: one round of the loop."""
     folder = tmp_path_factory.mktemp("tui-run")
-    config = _tiny_task(folder)
+    config = tiny_task(folder, seed=321)
     cfg = load(config, [f"store={folder / 'runs.db'}", f"workdir={folder / 'work'}"])
     run_id = loop.start(cfg)
     return cfg.store, run_id, config
@@ -351,7 +328,7 @@ def test_new_run_form_validates_in_place(tmp_path):
 
 
 def test_a_config_file_loads_into_the_form_and_bad_ones_show_a_modal(tmp_path):
-    config = _tiny_task(tmp_path)
+    config = tiny_task(tmp_path, seed=321)
     (tmp_path / "bad.yaml").write_text("data: {train: x.jsonl, validation: y.jsonl}\nloop: {roundz: 2}\n")
     app = create_app(tmp_path / "runs.db")
 
@@ -603,12 +580,26 @@ FORM_DEFAULTS = {
 }
 
 
+async def _steady(pilot) -> None:
+    """Let the screen settle and stop cursors blinking: the picture must not depend on load."""
+    for _ in range(2):
+        await pilot.pause(0.2)
+        await pilot.wait_for_scheduled_animations()
+    for field in pilot.app.screen.query(Input):
+        field.cursor_blink = False
+    await pilot.pause(0.1)
+
+
 def test_snapshot_empty_runs_screen(snap_compare):
-    assert snap_compare(create_app(NO_STORE), terminal_size=(80, 24))
+    assert snap_compare(create_app(NO_STORE), run_before=_steady, terminal_size=(80, 24))
 
 
 def test_snapshot_help_screen(snap_compare):
-    assert snap_compare(create_app(NO_STORE), press=["question_mark"], terminal_size=(80, 24))
+    async def open_help(pilot) -> None:
+        await pilot.press("question_mark")
+        await _steady(pilot)
+
+    assert snap_compare(create_app(NO_STORE), run_before=open_help, terminal_size=(80, 24))
 
 
 def test_snapshot_new_run_form_with_errors_in_place(snap_compare):
@@ -619,8 +610,7 @@ def test_snapshot_new_run_form_with_errors_in_place(snap_compare):
         # Validation messages arrive after the form mounts; wait until the screen is settled
         # so the snapshot does not depend on the machine's load.
         await pilot.press("n")
-        for _ in range(3):
-            await pilot.pause(0.3)
-            await pilot.wait_for_scheduled_animations()
+        await pilot.pause(0.3)
+        await _steady(pilot)
 
     assert snap_compare(app, run_before=open_form, terminal_size=(80, 24))
