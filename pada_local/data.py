@@ -170,12 +170,10 @@ def _field(record: dict[str, Any], name: str, where: str, config_key: str) -> st
 
 
 def _from_fields(record: dict[str, Any], where: str, fields: FieldMap) -> tuple[str, str]:
-    names = (fields.input, fields.output)
-    # The configured names win; prompt/completion is the standard shape, so it is always read.
-    if fields.input not in record and "prompt" in record and "completion" in record:
-        names = ("prompt", "completion")
-    text = _field(record, names[0], where, "data.fields.input")
-    return text, _field(record, names[1], where, "data.fields.output")
+    # Only the configured names: a mapping that does not fit the file is the user's mistake to
+    # hear about, not something to paper over by guessing other fields.
+    text = _field(record, fields.input, where, "data.fields.input")
+    return text, _field(record, fields.output, where, "data.fields.output")
 
 
 def _turns(messages: Any, where: str) -> list[tuple[str, str]]:

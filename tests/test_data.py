@@ -87,10 +87,10 @@ def test_answer_booleans_and_floats_become_text(tmp_path: Path) -> None:
     assert [e.output for e in load_split(path, FIELDS, "train")] == ["true", "1.5"]
 
 
-def test_prompt_completion_read_even_with_other_mapping(tmp_path: Path) -> None:
+def test_configured_mapping_that_does_not_fit_is_an_error(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "p", "completion": "c"}])
-    got = load_split(path, FieldMap(input="question", output="answer"), "train")
-    assert (got[0].input, got[0].output) == ("p", "c")
+    with pytest.raises(DataError, match=r"(?s)d.jsonl:1: missing field 'question'.*data.fields.input"):
+        load_split(path, FieldMap(input="question", output="answer"), "train")
 
 
 def test_no_id_field(tmp_path: Path) -> None:
