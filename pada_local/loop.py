@@ -12,7 +12,7 @@ import json
 import os
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -389,8 +389,10 @@ class Orchestrator:
         train_failures = [_row_to_eval(x) for x in self._previous_eval(r, "train") if x["score"] == 0]
         budget = self.cfg.loop.budget if self.cfg.loop.budget is not None else len(self.p.splits.train)
         pools = self._pattern_pools(r, patterns) if patterns else {}
-        return plan_jobs(self.cfg.loop.strategy, r, budget, patterns, train_failures, self.p.splits.train,
+        jobs = plan_jobs(self.cfg.loop.strategy, r, budget, patterns, train_failures, self.p.splits.train,
                          self.cfg.loop.seed, pools)
+        # Candidate keys are unique across the whole store: scope them to this run.
+        return [replace(j, key=f"{self.run_id}/{j.key}") for j in jobs]
 
     def _pattern_pools(self, r: int, patterns: list[Pattern], size: int = 8) -> dict[int, tuple[Example, ...]]:
         """Per pattern, the train items nearest (by embedding) to the validation failures behind

@@ -97,8 +97,12 @@ def test_kill_9_mid_generation_then_resume_matches(finished_run, tmp_path):
         resumed = store.rows("candidates", run_id, 1)
         reference = ref.rows("candidates", ref_id, 1)
         assert len({c["key"] for c in resumed}) == len(resumed) == len(reference)
-        accepted = sorted(c["key"] for c in resumed if c["verdict"] == "accepted")
-        assert accepted == sorted(c["key"] for c in reference if c["verdict"] == "accepted")
+
+        def accepted(rows: list[dict], run: str) -> list[str]:
+            assert all(c["key"].startswith(f"{run}/") for c in rows)  # keys are scoped to their run
+            return sorted(c["key"].split("/", 1)[1] for c in rows if c["verdict"] == "accepted")
+
+        assert accepted(resumed, run_id) == accepted(reference, ref_id)
         assert store.run(run_id)["status"] == "finished"
 
 
