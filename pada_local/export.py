@@ -598,7 +598,7 @@ def _reference(plan: _Plan, items: list[_Item], progress: StageProgress) -> tupl
     process because several exports of one round share them."""
     from .backends.hf import HFGenerator
 
-    key = (str(plan.spec.hf_dir), _sha256(plan.adapter / "adapter_model.safetensors"), tuple(items),
+    key = (str(plan.spec.hf_dir), sha256_file(plan.adapter / "adapter_model.safetensors"), tuple(items),
            plan.cfg.task.model_dump_json())
     if key not in _REFERENCE:
         progress.log("scoring the in-memory model (base + adapter) on the validation slice")
@@ -995,7 +995,7 @@ def _llama_snippet(plan: _Plan, model_args: str) -> str:
 def _manifest(plan: _Plan, folder: Path, verification: Verification | None) -> dict[str, Any]:
     from . import __version__
 
-    files = {p.name: {"sha256": _sha256(p), "bytes": p.stat().st_size}
+    files = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
              for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
     return {"pada_local": __version__, "run_id": plan.run_id, "round": plan.round, "format": plan.fmt,
             "quant": plan.quant, "base": str(plan.spec.hf_dir), "llama_cpp_python": _installed("llama-cpp-python"),
@@ -1020,7 +1020,7 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -1053,7 +1053,7 @@ def _listed_files(folder: Path) -> tuple[ExportedFile, ...]:
     files = [ExportedFile(folder / name, info["sha256"], info["bytes"], _role(folder / name))
              for name, info in manifest.items()]
     man = folder / MANIFEST
-    return (*files, ExportedFile(man, _sha256(man), man.stat().st_size, "manifest"))
+    return (*files, ExportedFile(man, sha256_file(man), man.stat().st_size, "manifest"))
 
 
 def _record(store: Any, result: ExportResult) -> None:

@@ -7,7 +7,6 @@ Generation is finer still: each sample is stored as it is made, under a stable k
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -24,6 +23,7 @@ from .data import DataReport, Example, Splits, check_splits, load_splits
 from .errors import Cancelled, PadaError
 from .evaluate import EvalRow, accuracy, evaluate
 from .events import Event, Reporter, silent
+from .export import sha256_file
 from .generate import Candidate, Job, plan_jobs, run_jobs
 from .leakage import LeakGuard
 from .scoring import Scorer
@@ -172,14 +172,6 @@ class _Counted:
         out = self.inner.generate(requests, on_item=on_item)
         self.tally.add(out)
         return out
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def versions() -> dict[str, str]:
@@ -487,9 +479,9 @@ class Orchestrator:
         steps = [{"step": h.step, "loss": h.loss, "lr": h.lr, "tokens_per_s": h.tokens_per_s, "epoch": h.epoch,
                   "seconds": h.seconds} for h in adapter.history]
         weights = out / "adapter_model.safetensors"
-        artifact = {"kind": "adapter", "path": str(out), "sha256": _sha256(weights), "bytes": weights.stat().st_size,
+        artifact = {"kind": "adapter", "path": str(out), "sha256": sha256_file(weights), "bytes": weights.stat().st_size,
                     "created_at": _now(), "meta_json": json.dumps({"steps": adapter.steps, "tokens": adapter.tokens})}
-        train_set = {"kind": "train_set", "path": str(train_file), "sha256": _sha256(train_file),
+        train_set = {"kind": "train_set", "path": str(train_file), "sha256": sha256_file(train_file),
                      "bytes": train_file.stat().st_size, "created_at": _now(), "meta_json": json.dumps({"items": len(examples)})}
         self.store.write_stage(self.run_id, r, "train", rows={"train_steps": steps, "artifacts": [artifact, train_set]},
                                stats=tally.stats(len(examples), steps=adapter.steps, tokens=adapter.tokens,

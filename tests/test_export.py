@@ -66,7 +66,7 @@ def _assert_recorded(store_path: Path, result: export.ExportResult) -> None:
     with RunStore(store_path) as store:
         rows = {Path(a["path"]): a for a in store.rows("artifacts", result.run_id) if a["kind"].startswith("export_")}
     for f in result.files:
-        assert f.path.is_file() and rows[f.path]["sha256"] == f.sha256 == export._sha256(f.path)
+        assert f.path.is_file() and rows[f.path]["sha256"] == f.sha256 == export.sha256_file(f.path)
         assert rows[f.path]["bytes"] == f.path.stat().st_size
 
 

@@ -48,21 +48,26 @@ class PeftTrainer:
         return Adapter(spec.out_dir, trainer.state.global_step, time.perf_counter() - start, tokens, tuple(history))
 
 
-def _sft_trainer(spec: TrainSpec, model: Any, tokenizer: Any, device: str, callback: Any) -> Any:
+def sft_rows(spec: TrainSpec) -> Any:
+    """The examples as a conversational prompt/completion dataset (loss on the answer only)."""
     from datasets import Dataset
-    from peft import LoraConfig
-    from trl import SFTConfig, SFTTrainer
 
-    rows = [
+    return Dataset.from_list([
         {"prompt": list(ex.prompt_messages), "completion": [{"role": "assistant", "content": ex.answer}]}
         for ex in spec.examples
-    ]
+    ])
+
+
+def sft_config(spec: TrainSpec, **device: Any) -> Any:
+    """TRL settings shared by every TRL-based backend; `device` adds use_cpu/bf16/fp16 etc."""
     import warnings
+
+    from trl import SFTConfig
 
     # transformers renamed gradient checkpointing; we switch it off either way (small students
     # fit, and it only costs time here), so the rename warning is noise.
     warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*", category=FutureWarning)
-    args = SFTConfig(
+    return SFTConfig(
         output_dir=str(spec.out_dir.with_name(spec.out_dir.name + ".work")),
         num_train_epochs=spec.epochs,
         max_steps=spec.max_steps if spec.max_steps is not None else -1,
@@ -76,27 +81,36 @@ def _sft_trainer(spec: TrainSpec, model: Any, tokenizer: Any, device: str, callb
         logging_steps=1,
         save_strategy="no",
         report_to="none",
-        use_cpu=device == "cpu",
-        bf16=device != "cpu",
         gradient_checkpointing=False,
         lr_scheduler_type="cosine",
         warmup_steps=0,
         include_num_input_tokens_seen=True,
         disable_tqdm=True,
+        **device,
     )
+
+
+def sft_trainer(model: Any, tokenizer: Any, args: Any, rows: Any, callback: Any, **extra: Any) -> Any:
+    """An SFTTrainer whose progress goes through our callback only (the default printer would
+    write dicts to stdout)."""
+    from transformers.trainer_callback import PrinterCallback
+    from trl import SFTTrainer
+
+    trainer = SFTTrainer(model=model, args=args, train_dataset=rows, processing_class=tokenizer,
+                         callbacks=[callback], **extra)
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def _sft_trainer(spec: TrainSpec, model: Any, tokenizer: Any, device: str, callback: Any) -> Any:
+    from peft import LoraConfig
+
     lora = LoraConfig(
         r=spec.rank, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
         target_modules=list(spec.target_modules), task_type="CAUSAL_LM",
     )
-    trainer = SFTTrainer(
-        model=model, args=args, train_dataset=Dataset.from_list(rows),
-        processing_class=tokenizer, peft_config=lora, callbacks=[callback],
-    )
-    # Progress goes through our callback; the default printer would write dicts to stdout.
-    from transformers.trainer_callback import PrinterCallback
-
-    trainer.remove_callback(PrinterCallback)
-    return trainer
+    args = sft_config(spec, use_cpu=device == "cpu", bf16=device != "cpu")
+    return sft_trainer(model, tokenizer, args, sft_rows(spec), callback, peft_config=lora)
 
 
 def progress_callback(history: list[StepInfo], on_step: Callable[[StepInfo], None] | None,

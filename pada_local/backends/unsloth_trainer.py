@@ -117,40 +117,9 @@ def _load(fast: Any, spec: TrainSpec, cuda: bool) -> tuple[Any, Any]:
 
 
 def _sft_trainer(spec: TrainSpec, model: Any, tokenizer: Any, cuda: bool, callback: Any) -> Any:
-    from datasets import Dataset
-    from transformers.trainer_callback import PrinterCallback
-    from trl import SFTConfig, SFTTrainer
+    from .peft_trainer import sft_config, sft_rows, sft_trainer
 
-    rows = [
-        {"prompt": list(ex.prompt_messages), "completion": [{"role": "assistant", "content": ex.answer}]}
-        for ex in spec.examples
-    ]
     bf16 = cuda and bool(__import__("torch").cuda.is_bf16_supported())
-    args = SFTConfig(
-        output_dir=str(spec.out_dir.with_name(spec.out_dir.name + ".work")),
-        num_train_epochs=spec.epochs,
-        max_steps=spec.max_steps if spec.max_steps is not None else -1,
-        learning_rate=spec.lr,
-        per_device_train_batch_size=spec.batch_size,
-        gradient_accumulation_steps=spec.grad_accum,
-        max_length=spec.max_length,
-        seed=spec.seed,
-        data_seed=spec.seed,
-        completion_only_loss=True,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=not cuda,
-        bf16=bf16,
-        fp16=cuda and not bf16,
-        gradient_checkpointing=False,  # Unsloth's own is set by get_peft_model
-        lr_scheduler_type="cosine",
-        warmup_steps=0,
-        include_num_input_tokens_seen=True,
-        disable_tqdm=True,
-        dataset_num_proc=1,
-    )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                         processing_class=tokenizer, callbacks=[callback])
-    trainer.remove_callback(PrinterCallback)  # progress goes through our callback, not stdout
-    return trainer
+    # gradient checkpointing stays off here: Unsloth's own is set by get_peft_model.
+    args = sft_config(spec, use_cpu=not cuda, bf16=bf16, fp16=cuda and not bf16, dataset_num_proc=1)
+    return sft_trainer(model, tokenizer, args, sft_rows(spec), callback)
