@@ -8,39 +8,15 @@ exemplars. Nothing from validation goes further (the leakage guard).
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .backends.base import ChatRequest, Completion, Generator
 from .config import TaskConfig
 from .data import Example
-from .evaluate import EvalRow
 from .events import Reporter, StageProgress, silent
 from .prompts import AnalysisReply, PatternReply, StrategyReply, render
-
-
-@dataclass(frozen=True)
-class Analysis:
-    item_id: str
-    root_cause: str
-    error_scenario: str
-    raw: str
-    ok: bool
-    completion: Completion | None = None
-
-    @property
-    def text(self) -> str:
-        return f"{self.root_cause} {self.error_scenario}".strip()
-
-
-@dataclass(frozen=True)
-class Pattern:
-    cluster: int
-    name: str
-    description: str
-    size: int
-    raw: str
-    strategy: str = ""
+from .records import Analysis, Clustering, EvalRow, Pattern
 
 
 def sample_failures(failures: Sequence[EvalRow], cap: int, seed: int) -> list[EvalRow]:
@@ -74,13 +50,6 @@ def _analysis(item_id: str, c: Completion) -> Analysis:
 
 
 # ---------------------------------------------------------------- clustering
-
-
-@dataclass(frozen=True)
-class Clustering:
-    labels: list[int]
-    k: int
-    inertias: dict[int, float]
 
 
 def cluster(embeddings: Any, k_max: int, seed: int) -> Clustering:

@@ -67,7 +67,7 @@ class ScorerConfig(_Section):
     rubric: str | None = Field(None, description="Rubric the judge applies for `judge`.")
 
     @model_validator(mode="after")
-    def _needs(self) -> "ScorerConfig":
+    def _needs(self) -> ScorerConfig:
         need = {"label": "labels", "regex": "pattern", "judge": "rubric"}.get(self.kind)
         if need is not None and getattr(self, need) is None:
             raise ValueError(f"scorer kind '{self.kind}' needs '{need}'")

@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from .backends.base import ChatRequest, Generator
 from .config import TaskConfig
 from .data import Example
 from .events import Reporter, StageProgress, silent
-from .prompts import GradeReply, render
+from .prompts import GradeReply, render, student_messages
+from .records import EvalRow
 from .scoring import Scorer
-
-
-@dataclass(frozen=True)
-class EvalRow:
-    item_id: str
-    split: str
-    input: str
-    reference: str
-    prediction: str
-    score: float
-    completion_tokens: int = 0
-
-
-def student_messages(task: TaskConfig, text: str, system: str | None = None) -> tuple[dict[str, str], ...]:
-    """The student's prompt, identical in training and evaluation."""
-    system = system if system is not None else task.system_prompt
-    user = {"role": "user", "content": text}
-    return (user,) if system is None else ({"role": "system", "content": system}, user)
 
 
 def evaluate(

@@ -7,8 +7,9 @@ its worker thread. Stages never print.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 Kind = Literal["start", "advance", "end", "log"]
 

@@ -9,42 +9,16 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from .analyze import Pattern
 from .backends.base import ChatRequest, Completion, Generator
 from .config import TaskConfig
 from .data import Example
-from .evaluate import EvalRow
 from .events import Reporter, StageProgress, silent
 from .prompts import SampleReply, render
+from .records import Candidate, EvalRow, Job, Pattern
 from .textsim import jaccard, shingles
-
-
-@dataclass(frozen=True)
-class Job:
-    key: str
-    source: str  # pattern | error | paraphrase
-    seed: int
-    pattern: Pattern | None = None
-    origin: Example | None = None
-    prediction: str = ""
-    pool: tuple[Example, ...] = ()  # train items to draw exemplars from (pattern jobs)
-
-
-@dataclass(frozen=True)
-class Candidate:
-    key: str
-    source: str
-    pattern_cluster: int | None
-    origin_item_id: str | None
-    input: str
-    output: str
-    raw: str
-    parse_error: str | None
-    prompt: str
-    completion: Completion | None = None
 
 
 def split_budget(budget: int, weights: Sequence[int]) -> list[int]:

@@ -8,8 +8,8 @@ error analysis; `scrub` removes such quotes before that text is used for generat
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from .data import Example
 from .textsim import normalize, shingles

@@ -7,28 +7,19 @@ item) -> duplicate (of D_train or the accepted pool) -> answer not confirmed -> 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from .backends.base import ChatRequest, Completion, Embedder, Generator
+from .backends.base import ChatRequest, Embedder, Generator
 from .config import QualityConfig, TaskConfig
 from .data import Example
 from .events import Reporter, StageProgress, silent
-from .generate import Candidate
 from .leakage import LeakGuard
 from .prompts import JudgeReply, SolveReply, render
+from .records import Candidate, Verdict
 from .scoring import Scorer
 from .textsim import NgramIndex
-
-
-@dataclass(frozen=True)
-class Verdict:
-    key: str
-    accepted: bool
-    reason: str
-    judge_score: float | None = None
-    completions: tuple[Completion, ...] = ()
-    output: str | None = None  # set when the task verifier corrected the answer
 
 
 @dataclass

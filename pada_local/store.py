@@ -425,6 +425,13 @@ class RunStore:
         with self.transaction():
             self._write(table, rows, "ignore" if ignore_duplicates else "error")
 
+    def delete_rows(self, table: str, ids: Sequence[int]) -> None:
+        """Delete rows of a per-run table by their row id, in one transaction."""
+        if table not in ROUND_TABLES or "id" not in self._table_columns(table):
+            raise ValueError(f"delete_rows() takes a table with an id column, not {table!r}")
+        with self.transaction():
+            self.db.conn.executemany(f"DELETE FROM [{table}] WHERE id = ?", [[i] for i in ids])
+
     def stage_done(self, run_id: str, round: int, stage: str) -> bool:
         cur = self.db.execute(
             "SELECT 1 FROM stages WHERE run_id = ? AND round = ? AND stage = ? "

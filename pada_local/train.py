@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from .backends.base import Adapter, StepInfo, TrainExample, TrainSpec
 from .config import TaskConfig, TrainConfig
 from .data import Example
-from .evaluate import student_messages
 from .events import Event, Reporter, silent
+from .prompts import student_messages
 
 
 def training_examples(task: TaskConfig, train: Sequence[Example],

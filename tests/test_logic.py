@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from pada_local.analyze import Pattern, cluster, elbow, sample_failures
+from pada_local.analyze import cluster, elbow, sample_failures
 from pada_local.data import Example
-from pada_local.evaluate import EvalRow
+from pada_local.records import EvalRow, Pattern
 from pada_local.generate import plan_jobs, split_budget, strip_label
 from pada_local.leakage import REDACTED, LeakGuard
 

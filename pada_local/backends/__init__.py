@@ -15,6 +15,21 @@ TRAINERS = {
     "mlx": ("pada_local.backends.mlx_trainer", "MLXTrainer", "mlx_lm", "pip install 'pada-local[mlx]'"),
 }
 
+# Generators (teacher, judge, student inference) by name: module, class. A new kind of
+# generator (an HTTP endpoint) is one more backend file and one more line here.
+GENERATORS = {
+    "llama_cpp": ("pada_local.backends.llama_cpp", "LlamaCppGenerator"),
+    "hf": ("pada_local.backends.hf", "HFGenerator"),
+}
+
+
+def get_generator(name: str, *args: Any, **kwargs: Any) -> Any:
+    """Build the named generator; its library is imported only now."""
+    if name not in GENERATORS:
+        raise BackendUnavailable(f"unknown generator backend '{name}'", hint=f"one of: {', '.join(GENERATORS)}")
+    module, cls = GENERATORS[name]
+    return getattr(importlib.import_module(module), cls)(*args, **kwargs)
+
 
 def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None

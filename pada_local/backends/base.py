@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
@@ -99,7 +100,6 @@ class Adapter:
 
 class Trainer(Protocol):
     name: str
-    supports_4bit: bool
 
     def train(
         self,

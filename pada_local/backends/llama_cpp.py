@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -32,12 +33,13 @@ class LlamaCppGenerator:
         temperature: float = 0.7,
         max_tokens: int = 256,
         seed: int = 0,
+        lora_path: Path | None = None,
     ) -> None:
         self.model_path = Path(model_path)
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.seed = seed
-        self.llm = _load(self.model_path, n_ctx, n_threads, n_gpu_layers, seed)
+        self.llm = _load(self.model_path, n_ctx, n_threads, n_gpu_layers, seed, lora_path)
 
     def generate(self, requests: Sequence[ChatRequest], on_item: OnItem | None = None) -> list[Completion]:
         out = []
@@ -107,7 +109,8 @@ def _failed(done: Completion, error: str) -> Completion:
     return Completion(**{**done.__dict__, "ok": False, "error": error, "data": None})
 
 
-def _load(path: Path, n_ctx: int, n_threads: int | None, n_gpu_layers: int, seed: int) -> Any:
+def _load(path: Path, n_ctx: int, n_threads: int | None, n_gpu_layers: int, seed: int,
+          lora_path: Path | None = None) -> Any:
     from llama_cpp import Llama
 
     try:
@@ -118,6 +121,7 @@ def _load(path: Path, n_ctx: int, n_threads: int | None, n_gpu_layers: int, seed
             n_gpu_layers=n_gpu_layers,
             seed=seed,
             verbose=False,
+            lora_path=None if lora_path is None else str(lora_path),  # an export's base + adapter form
         )
     except (ValueError, RuntimeError) as err:
         raise ModelError(f"{path}: llama.cpp could not load this model ({err})") from None

@@ -21,9 +21,10 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import ConfigError, ModelError
 from .base import Adapter, StepInfo, TrainSpec
@@ -42,7 +43,6 @@ def unsupported(spec_or_cfg: Any) -> list[str]:
 
 class MLXTrainer:
     name = "mlx"
-    supports_4bit = True
 
     def __init__(self, load_in_4bit: bool | None = None) -> None:
         # None: 4-bit where Metal runs it (Apple Silicon); the CPU build trains in full precision.

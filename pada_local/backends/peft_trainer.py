@@ -8,8 +8,9 @@ Training always starts from the base weights (LLM2LLM found that better than con
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .base import Adapter, StepInfo, TrainSpec
 
@@ -21,7 +22,6 @@ def unsupported(cfg: object) -> list[str]:
 
 class PeftTrainer:
     name = "peft"
-    supports_4bit = False
 
     def train(
         self,

@@ -15,7 +15,8 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from ..errors import ConfigError, ModelError
 from .base import Adapter, StepInfo, TrainSpec
@@ -35,7 +36,6 @@ def unsupported(spec_or_cfg: Any) -> list[str]:
 
 class UnslothTrainer:
     name = "unsloth"
-    supports_4bit = True  # on CUDA; the CPU fallback loads 16-bit weights
 
     def train(
         self,

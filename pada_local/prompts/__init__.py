@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from string import Template
 
 from pydantic import BaseModel, Field
 
+from ..config import TaskConfig
 from ..errors import ConfigError
 
 BUILTIN = Path(__file__).parent
@@ -95,3 +96,11 @@ class JudgeReply(BaseModel):
 class GradeReply(BaseModel):
     correct: bool
     reason: str = Field(...)
+
+
+def student_messages(task: TaskConfig, text: str, system: str | None = None) -> tuple[dict[str, str], ...]:
+    """The student's prompt (a TaskConfig's system prompt, then the item), identical in
+    training, evaluation and export."""
+    system = system if system is not None else task.system_prompt
+    user = {"role": "user", "content": text}
+    return (user,) if system is None else ({"role": "system", "content": system}, user)

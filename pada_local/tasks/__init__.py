@@ -3,8 +3,8 @@ cannot tell; quality control uses it to confirm a synthetic sample's answer."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..errors import ConfigError
 

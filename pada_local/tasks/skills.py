@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 WORDS = (
     "apple garden river planet window music doctor silver winter rabbit candle forest pencil "
