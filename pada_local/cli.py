@@ -10,10 +10,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from . import __version__
 from .errors import Cancelled, PadaError
+
+if TYPE_CHECKING:
+    from .records import ExportResult
 
 
 def _err(text: str) -> None:
@@ -125,11 +128,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _print_summary(store_path: Path, run_id: str) -> None:
     from .report import round_table
-    from .store import RunStore
+    from .runs import Ledger
 
-    with RunStore(store_path) as store:
-        run = store.run(run_id)
-        rows = round_table(store, run_id)
+    with Ledger.open(store_path) as ledger:
+        run = ledger.run(run_id)
+        rows = round_table(ledger, run_id)
     cols = ["round", "val", "test", "accepted", "rejected", "train_items", "seconds", "status"]
     _table(rows, cols, title=f"run {run_id} ({run['strategy']}): scores in % on validation and sealed test")
     best = run["best_round"]
@@ -139,23 +142,23 @@ def _print_summary(store_path: Path, run_id: str) -> None:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from .report import run_detail, run_rows
-    from .store import RunStore
+    from .runs import Ledger
 
     path = _store_path(args)
     if not path.exists():
         raise PadaError(f"no run store at {path}", hint="start a run with `pada demo` or `pada run CONFIG`")
-    with RunStore(path) as store:
+    with Ledger.open(path) as ledger:
         if args.action == "show":
             if args.run_id is None:
                 raise PadaError("which run?", hint="pada runs show RUN_ID")
-            run_id = store.resolve_run_id(args.run_id)
-            detail = run_detail(store, run_id)
+            run_id = ledger.resolve(args.run_id)
+            detail = run_detail(ledger, run_id)
             if args.json:
                 print(json.dumps(detail, indent=2, default=str))
                 return 0
-            _show_run(store, run_id, detail)
+            _show_run(ledger, run_id, detail)
             return 0
-        rows = run_rows(store)
+        rows = run_rows(ledger)
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
     else:
@@ -167,13 +170,13 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show_run(store: Any, run_id: str, detail: dict[str, Any]) -> None:
+def _show_run(ledger: Any, run_id: str, detail: dict[str, Any]) -> None:
     from .report import round_table
 
     run = detail["run"]
     print(f"run {run_id}: {run['name']} [{run['status']}] strategy={run['strategy']} "
           f"student={run['student']} teacher={run['teacher']} stop: {run.get('stop_reason') or '-'}")
-    _table(round_table(store, run_id), ["round", "val", "test", "accepted", "rejected", "train_items", "seconds",
+    _table(round_table(ledger, run_id), ["round", "val", "test", "accepted", "rejected", "train_items", "seconds",
                                         "status"], title="rounds")
     stages = [{**s, "tokens": (s["prompt_tokens"] or 0) + (s["completion_tokens"] or 0)} for s in detail["stages"]]
     _table(stages, ["round", "stage", "seconds", "items", "tokens"], title="stages")
@@ -183,9 +186,60 @@ def _show_run(store: Any, run_id: str, detail: dict[str, Any]) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import cli_export
+    """`pada export`: results on stdout, progress on stderr; exit 1 when verification failed."""
+    from .export import export_run
+    from .progress import RichReporter
 
-    return int(cli_export(args, _store_path(args)) or 0)
+    store, fmt, lora_gguf = _store_path(args), args.format or "gguf", bool(args.lora_gguf)
+    allow = bool(args.yes) or _ask_consent(fmt, lora_gguf)
+    try:
+        with RichReporter() as reporter:
+            result = export_run(store, args.run_id, round=args.round, fmt=fmt, quant=args.quant,
+                                out=None if args.out is None else Path(args.out), lora_gguf=lora_gguf,
+                                verify=not args.no_verify, allow_fetch=allow, report=reporter)
+    except KeyboardInterrupt:
+        raise Cancelled("export interrupted; no file was left under the final name") from None
+    print_result(result)
+    return 0 if result.ok else 1
+
+
+def _ask_consent(fmt: str, lora_gguf: bool) -> bool:
+    """Ask before downloading the converter, only when it is needed, missing, and someone is
+    at the terminal to answer."""
+    from . import converter
+    from .export import needs_fetch
+
+    if not sys.stdin.isatty() or not needs_fetch(fmt, lora_gguf):
+        return False
+    version = converter.llama_cpp_version()
+    print(f"GGUF export needs llama.cpp's converter, taken from llama-cpp-python=={version}'s source on PyPI "
+          f"(~{converter.SDIST_MB} MB download, ~2 MB kept in {converter.converter_dir(version)}). "
+          "Fetch it now? [y/N] ", end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def print_result(result: ExportResult) -> None:
+    """An export's folder, files and verification, on stdout."""
+    from .export.card import mb, pct
+
+    print(f"export of run {result.run_id} round {result.round}: {result.format}"
+          f"{'' if result.quant is None else ' ' + result.quant} -> {result.out_dir}")
+    for f in result.files:
+        print(f"  {f.path.name:<40} {mb(f.bytes):>9}  sha256 {f.sha256[:16]}")
+    v = result.verification
+    if v is None:
+        print("verification: skipped (--no-verify)")
+        return
+    print(f"verification on {v.n_items} validation items: in-memory model {pct(v.reference_score)}")
+    for c in v.checks:
+        drop = c.drop(v.reference_score)
+        drop_text = "-" if drop is None else f"{drop:.1f}"
+        print(f"  {c.target} ({c.engine}): score {pct(c.score)}, drop {drop_text} points, "
+              f"agreement {pct(c.agreement)}, template {'ok' if c.template_ok else 'WRONG'}, "
+              f"stops at end of turn {'yes' if c.stops else 'NO'}, {c.seconds:.1f}s")
+        for p in c.problems:
+            print(f"    problem: {p}")
+    print("verified: passed" if v.passed else f"verification FAILED: files kept aside in {result.out_dir}")
 
 
 def cmd_tui(args: argparse.Namespace) -> int:

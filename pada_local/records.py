@@ -24,6 +24,8 @@ class EvalRow:
     prediction: str
     score: float
     completion_tokens: int = 0
+    prompt_tokens: int = 0
+    logprobs: dict[str, float] | None = None  # per option, in log-likelihood mode
 
 
 @dataclass(frozen=True)

@@ -1,24 +1,56 @@
-"""Run summaries for `pada runs`, `pada runs show` and the end of `pada demo` (plain data;
-the CLI and the TUI format it)."""
+"""The read model of runs, shared by the CLI and the TUI: plain data assembled from the ledger.
+
+Every function takes a Ledger (or an open RunStore, which it wraps; the caller's thread owns
+the store) and returns plain dicts or dataclasses; the CLI and the TUI format them. Nothing
+here writes, and nothing repeats a stage's logic or a ledger rule (effective verdict,
+effective status, best round): it only joins stored rows.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
+from .runs import Ledger, effective_status
 from .store import RunStore
+
+Row = dict[str, Any]
+Source = Ledger | RunStore  # a RunStore is wrapped in a Ledger: every read goes through the ledger
+Point = tuple[str, float | None, float | None]  # (label, val %, test %)
 
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
 
-def run_rows(store: RunStore) -> list[dict[str, Any]]:
-    from .loop import effective_status
+def _ledger(source: Source) -> Ledger:
+    """Callers that hold an open RunStore (tests, scripts) get it wrapped: reads still go
+    through the ledger's named methods."""
+    return source if isinstance(source, Ledger) else Ledger(source)
 
+
+def parse_time(text: str | None) -> datetime | None:
+    """Store timestamps are ISO 8601 in UTC; None or junk gives None."""
+    if not text:
+        return None
+    try:
+        stamp = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+
+
+# ---------------------------------------------------------------- runs
+
+
+def run_rows(source: Source) -> list[Row]:
+    """One summary row per run (`pada runs`)."""
+    ledger = _ledger(source)
     rows = []
-    for run in store.runs():
-        rounds = store.rounds(run["id"])
+    for run in ledger.runs():
+        rounds = ledger.rounds(run["id"])
         rows.append({
             "id": run["id"], "name": run["name"], "task": run["task"], "strategy": run["strategy"],
             "student": run["student"], "teacher": run["teacher"], "status": effective_status(run),
@@ -29,40 +61,219 @@ def run_rows(store: RunStore) -> list[dict[str, Any]]:
     return rows
 
 
-def round_table(store: RunStore, run_id: str) -> list[dict[str, Any]]:
-    """One row for zero-shot, then one per round: scores, samples, time."""
-    rounds = store.rounds(run_id)
-    rows: list[dict[str, Any]] = []
-    first = next((r for r in rounds if r["round"] == 0), None)
-    if first is not None and first["zero_shot_val"] is not None:
-        rows.append({"round": "zero-shot", "val": _pct(first["zero_shot_val"]), "test": _pct(first["zero_shot_test"]),
-                     "accepted": "-", "rejected": "-", "train_items": "-", "seconds": "-", "status": "done"})
-    for r in rounds:
-        rows.append({"round": str(r["round"]), "val": _pct(r["val_score"]), "test": _pct(r["test_score"]),
-                     "accepted": "-" if r["n_accepted"] is None else r["n_accepted"],
-                     "rejected": "-" if r["n_rejected"] is None else r["n_rejected"],
-                     "train_items": r["n_train"] if r["n_train"] is not None else "-",
-                     "seconds": "-" if r["seconds"] is None else f"{r['seconds']:.0f}",
-                     "status": r["stop_reason"] or r["status"]})
+def run_list(source: Source) -> list[Row]:
+    """run_rows plus a duration that keeps growing while a run runs (the TUI's runs table)."""
+    ledger = _ledger(source)
+    rows = run_rows(ledger)
+    now = datetime.now(timezone.utc)
+    for row in rows:
+        row["duration"] = _duration(ledger, row, now)
     return rows
 
 
-def run_detail(store: RunStore, run_id: str) -> dict[str, Any]:
-    """Everything `pada runs show --json` prints: the run, its rounds, stages and patterns."""
-    from .loop import effective_status
+def _duration(ledger: Ledger, row: Row, now: datetime) -> float:
+    stamp = parse_time(row["created_at"])
+    if row["status"] == "running" and stamp is not None:
+        return (now - stamp).total_seconds()
+    # Stage time counts unfinished rounds too (a cancelled run's round has no total yet).
+    return sum(s["seconds"] or 0 for s in ledger.stages(row["id"])) or row["seconds"]
 
-    run = dict(store.run(run_id))
+
+# ---------------------------------------------------------------- one run
+
+
+def round_table(source: Source, run_id: str) -> list[Row]:
+    """One row for zero-shot, then one per round: scores, samples, time."""
+    rounds = _ledger(source).rounds(run_id)
+    rows: list[Row] = []
+    first = next((r for r in rounds if r["round"] == 0), None)
+    if first is not None and first["zero_shot_val"] is not None:
+        rows.append({"round": "zero-shot", "val": _pct(first["zero_shot_val"]),
+                     "test": _pct(first["zero_shot_test"]), "accepted": "-", "rejected": "-",
+                     "train_items": "-", "seconds": "-", "status": "done"})
+    rows += [_round_row(r) for r in rounds]
+    return rows
+
+
+def _round_row(r: Row) -> Row:
+    return {"round": str(r["round"]), "val": _pct(r["val_score"]), "test": _pct(r["test_score"]),
+            "accepted": "-" if r["n_accepted"] is None else r["n_accepted"],
+            "rejected": "-" if r["n_rejected"] is None else r["n_rejected"],
+            "train_items": r["n_train"] if r["n_train"] is not None else "-",
+            "seconds": "-" if r["seconds"] is None else f"{r['seconds']:.0f}",
+            "status": r["stop_reason"] or r["status"]}
+
+
+def run_detail(source: Source, run_id: str) -> dict[str, Any]:
+    """Everything `pada runs show --json` prints: the run, its rounds, stages and patterns."""
+    ledger = _ledger(source)
+    run = dict(ledger.run(run_id))
     run["status"] = effective_status(run)
     run["config"] = json.loads(run.pop("config_json") or "{}")
     run["versions"] = json.loads(run.pop("versions_json") or "{}")
-    stages = store.stages(run_id)
+    stages = ledger.stages(run_id)
     for s in stages:
         s["detail"] = json.loads(s.pop("detail_json") or "null")
     return {
-        "run": run, "rounds": store.rounds(run_id), "stages": stages,
+        "run": run, "rounds": ledger.rounds(run_id), "stages": stages,
         "patterns": [{k: p[k] for k in ("round", "cluster", "name", "description", "strategy", "size")}
-                     for p in store.rows("patterns", run_id)],
-        "metrics": store.rows("metrics", run_id),
-        "counts": {t: store.count(t, run_id) for t in ("eval_items", "analyses", "clusters", "patterns",
-                                                       "candidates", "train_steps", "metrics", "artifacts")},
+                     for p in ledger.pattern_rows(run_id)],
+        "metrics": ledger.metrics(run_id),
+        "counts": ledger.counts(run_id, ("eval_items", "analyses", "clusters", "patterns", "candidates",
+                                          "train_steps", "metrics", "artifacts")),
     }
+
+
+def run_view(source: Source, run_id: str) -> dict[str, Any]:
+    """Everything the TUI's run screen shows, read in one go (it compares two reads to skip
+    redrawing an unchanged screen)."""
+    ledger = _ledger(source)
+    run, rounds = ledger.run(run_id), ledger.rounds(run_id)
+    return {
+        "run": {**run, "status": effective_status(run)},
+        "config": ledger.config(run_id),
+        "table": round_table(ledger, run_id),
+        "scores": score_series(ledger, run_id),
+        "loss": loss_series(ledger, run_id),
+        "stages": {r["round"]: stage_rows(ledger, run_id, r["round"]) for r in rounds},
+        "rounds": {r["round"]: r for r in rounds},
+        "artifacts": ledger.artifacts(run_id),
+    }
+
+
+def stage_rows(source: Source, run_id: str, round_: int) -> list[Row]:
+    """A round's stages with tokens summed and the stage's detail as a dict."""
+    return [{"stage": s["stage"], "status": s["status"], "items": s["items"], "seconds": s["seconds"],
+             "finished_at": s["finished_at"],
+             "tokens": (s["prompt_tokens"] or 0) + (s["completion_tokens"] or 0),
+             "detail": json.loads(s.get("detail_json") or "null") or {}}
+            for s in _ledger(source).stages(run_id, round_)]
+
+
+def score_series(source: Source, run_id: str) -> list[Point]:
+    """(label, val %, test %) for zero-shot and each round, for the score charts."""
+    points: list[Point] = []
+    for r in _ledger(source).rounds(run_id):
+        if r["round"] == 0 and r["zero_shot_val"] is not None:
+            points.append(("zero-shot", _percent(r["zero_shot_val"]), _percent(r["zero_shot_test"])))
+        if r["val_score"] is not None or r["test_score"] is not None:
+            points.append((f"r{r['round']}", _percent(r["val_score"]), _percent(r["test_score"])))
+    return points
+
+
+def _percent(value: float | None) -> float | None:
+    return None if value is None else 100 * value
+
+
+def loss_series(source: Source, run_id: str) -> dict[int, list[tuple[int, float]]]:
+    """Training loss per round: {round: [(step, loss), ...]}."""
+    series: dict[int, list[tuple[int, float]]] = {}
+    for s in _ledger(source).train_steps(run_id):
+        if s["loss"] is not None:
+            series.setdefault(s["round"], []).append((s["step"], s["loss"]))
+    return series
+
+
+# ---------------------------------------------------------------- patterns
+
+
+@dataclass
+class Failure:
+    """One validation failure behind a pattern, with the teacher's analysis of it."""
+
+    item_id: str
+    root_cause: str
+    error_scenario: str
+    input: str
+    reference: str
+    prediction: str
+    fixed: bool | None  # after this round's training; None while not evaluated yet
+
+
+@dataclass
+class PatternView:
+    id: int
+    round: int
+    cluster: int
+    name: str
+    description: str
+    strategy: str
+    size: int
+    fixed: float | None  # share of its failures fixed (metric 'pattern_fixed'), None if unknown
+    failures: list[Failure] = field(default_factory=list)
+    samples: int = 0
+    accepted: int = 0
+
+
+def pattern_rounds(source: Source, run_id: str) -> list[int]:
+    return sorted({p["round"] for p in _ledger(source).pattern_rows(run_id)})
+
+
+def patterns(source: Source, run_id: str, round_: int) -> list[PatternView]:
+    """A round's patterns, each with the analyses and validation failures behind it and
+    whether those failures were fixed when the student was evaluated after this round."""
+    ledger = _ledger(source)
+    failures = _failures(ledger, run_id, round_)
+    fixed = {m["pattern_id"]: m["value"] for m in ledger.metrics(run_id, round_, "pattern_fixed")}
+    cands = ledger.candidate_rows(run_id, round_)
+    return [_pattern_view(p, fixed.get(p["id"]), failures.get(p["cluster"], []), cands)
+            for p in ledger.pattern_rows(run_id, round_)]
+
+
+def _failures(ledger: Ledger, run_id: str, round_: int) -> dict[int, list[Failure]]:
+    """cluster -> the failures its analyses explain. Patterns of round r are mined from the
+    failures of the student evaluated after round r-1, and checked again after round r."""
+    failed = _by_item(ledger.eval_items(run_id, round_ - 1, "validation"))
+    after = _by_item(ledger.eval_items(run_id, round_, "validation"))
+    by_cluster: dict[int, list[Failure]] = {}
+    for a in ledger.analysis_rows(run_id, round_):
+        if a["cluster"] is not None:
+            by_cluster.setdefault(a["cluster"], []).append(_failure(a, failed, after))
+    return by_cluster
+
+
+def _pattern_view(p: Row, fixed: float | None, failures: list[Failure], cands: list[Row]) -> PatternView:
+    mine = [c for c in cands if c["pattern_id"] == p["id"]]
+    return PatternView(p["id"], p["round"], p["cluster"], p["name"] or "", p["description"] or "",
+                       p["strategy"] or "", p["size"] or 0, fixed, failures, len(mine),
+                       sum(c["effective"] == "accepted" for c in mine))
+
+
+def _by_item(rows: list[Row]) -> dict[str, Row]:
+    return {x["item_id"]: x for x in rows}
+
+
+def _failure(a: Row, failed: dict[str, Row], after: dict[str, Row]) -> Failure:
+    item = failed.get(a["item_id"], {})
+    later = after.get(a["item_id"])
+    return Failure(a["item_id"], a["root_cause"] or "", a["error_scenario"] or "", item.get("input") or "",
+                   item.get("reference") or "", item.get("prediction") or "",
+                   None if later is None or later["score"] is None else later["score"] > 0)
+
+
+# ---------------------------------------------------------------- samples and comparison
+
+
+def samples(source: Source, run_id: str) -> list[Row]:
+    """All candidates of a run with their effective verdict and their pattern's name."""
+    ledger = _ledger(source)
+    names = {p["id"]: p["name"] for p in ledger.pattern_rows(run_id)}
+    rows = ledger.candidate_rows(run_id)
+    for c in rows:
+        c["pattern"] = names.get(c["pattern_id"], "-") if c["pattern_id"] is not None else "-"
+    return rows
+
+
+def compare_runs(source: Source, run_ids: list[str]) -> list[Row]:
+    """Per run, what the compare view puts side by side: the run, its rounds and score
+    series, samples accepted and rejected (effective verdicts), and its total round time."""
+    ledger = _ledger(source)
+    return [_comparison(ledger, run_id) for run_id in run_ids]
+
+
+def _comparison(ledger: Ledger, run_id: str) -> Row:
+    rounds = ledger.rounds(run_id)
+    verdicts = [c["effective"] for c in ledger.candidate_rows(run_id)]
+    return {"run": ledger.run(run_id), "rounds": rounds, "scores": score_series(ledger, run_id),
+            "accepted": verdicts.count("accepted"), "rejected": verdicts.count("rejected"),
+            "seconds": sum(x["seconds"] or 0 for x in rounds)}

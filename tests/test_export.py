@@ -24,9 +24,11 @@ from pathlib import Path
 import pytest
 
 from pada_local import converter, export, loop
-from pada_local.cli import main
+from pada_local.cli import main, print_result
 from pada_local.config import load
 from pada_local.errors import PadaError
+from pada_local.export import placement
+from pada_local.files import sha256_file
 from pada_local.store import RunStore
 
 from .conftest import tiny_task as _tiny_task
@@ -66,7 +68,7 @@ def _assert_recorded(store_path: Path, result: export.ExportResult) -> None:
     with RunStore(store_path) as store:
         rows = {Path(a["path"]): a for a in store.rows("artifacts", result.run_id) if a["kind"].startswith("export_")}
     for f in result.files:
-        assert f.path.is_file() and rows[f.path]["sha256"] == f.sha256 == export.sha256_file(f.path)
+        assert f.path.is_file() and rows[f.path]["sha256"] == f.sha256 == sha256_file(f.path)
         assert rows[f.path]["bytes"] == f.path.stat().st_size
 
 
@@ -248,19 +250,20 @@ def test_stale_temporary_folders_of_a_killed_export_are_removed(tmp_path):
     (stale / "partial.gguf").write_bytes(b"GGUF")
     mine = tmp_path / f".{out.name}.tmp-{os.getpid()}"
     mine.mkdir()
-    export._clean_stale(out)
+    placement.clean_stale(out)
     assert not stale.exists() and mine.exists()
 
 
 def test_failed_verification_is_kept_aside_and_exits_non_zero(tiny_run, tmp_path, monkeypatch, capsys):
     store, run_id = tiny_run
     dropped = export.Check("adapter", "transformers", True, True, True, 0.1, 0.2, 10, 1.0)
-    monkeypatch.setattr(export, "_verify", lambda *a, **k: export.Verification(0.8, 10, export.MAX_DROP, (dropped,)))
+    failed = export.Verification(0.8, 10, export.MAX_DROP, (dropped,))
+    monkeypatch.setattr(export, "verify_export", lambda *a, **k: failed)
     out = tmp_path / "adapter"
     result = export.export_run(store, run_id, fmt="adapter", out=out)
     assert not result.ok and result.out_dir == tmp_path / "adapter.unverified"
     assert not out.exists() and (result.out_dir / "adapter_model.safetensors").is_file()
-    export.print_result(result)
+    print_result(result)
     assert "verification FAILED" in capsys.readouterr().out
     with RunStore(store) as s:
         rows = [a for a in s.rows("artifacts", run_id) if a["path"].startswith(str(result.out_dir))]

@@ -19,9 +19,9 @@ import pytest
 from textual.widgets import Button, DataTable, Input, Label, Select, Static, TabbedContent
 
 from pada_local import loop
+from pada_local import report as data  # the read model the screens show
 from pada_local.config import dump, load
 from pada_local.store import RunStore
-from tui import data
 from tui.app import PadaApp, create_app
 from tui.screens.compare import CompareScreen
 from tui.screens.live import LiveScreen

@@ -1,16 +1,18 @@
 """The pada-local terminal UI: the App, its factory (shared by the CLI and the tests) and `run`.
 
-The app owns three things the screens share: the UI thread's RunStore connection (opened
-lazily, so browsing a path never creates a store), the one background job (a loop run, a
-resume or an export, in a thread worker), and error display (a modal with message and hint).
+The app owns three things the screens share: the UI thread's run ledger (over a RunStore
+connection opened lazily, so browsing a path never creates a store), the one background job
+(a loop run, a resume or an export, in a thread worker), and error display (a modal with
+message and hint). Screens read and write runs only through `read` and `write`.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from textual import work
 from textual.app import App
@@ -18,6 +20,7 @@ from textual.binding import Binding
 from textual.worker import get_current_worker
 
 from pada_local.errors import Cancelled, PadaError
+from pada_local.runs import Ledger
 from pada_local.store import RunStore
 
 from .jobs import Job, JobCreated, JobDone, JobEvent
@@ -42,7 +45,7 @@ class PadaApp(App[int]):
         self.poll_seconds = poll_seconds
         self.job: Job | None = None
         self.new_run_defaults: dict[str, Any] | None = None  # None: the demo config (tests pin it)
-        self._store: RunStore | None = None
+        self._ledger: Ledger | None = None
         self._shown_error: str | None = None  # a failing poll shows its error once, not every 2 s
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -55,33 +58,33 @@ class PadaApp(App[int]):
         self.sub_title = str(self.store_path)
         self.push_screen(RunsScreen())
 
-    # ------------------------------------------------------------------ the store
+    # ------------------------------------------------------------------ the run ledger
 
-    def store(self) -> RunStore | None:
-        """The UI thread's connection; None while no store file exists yet."""
-        if self._store is None and self.store_path.exists():
-            self._store = RunStore(self.store_path)
-        return self._store
+    def ledger(self) -> Ledger | None:
+        """The UI thread's ledger (its own store connection); None while no store file exists yet."""
+        if self._ledger is None and self.store_path.exists():
+            self._ledger = Ledger(RunStore(self.store_path))
+        return self._ledger
 
-    def read(self, fn: Callable[[RunStore], T], default: T) -> T:
-        """fn(store), or default when there is no store yet or it cannot be read; an error
+    def read(self, fn: Callable[[Ledger], T], default: T) -> T:
+        """fn(ledger), or default when there is no store yet or it cannot be read; an error
         shows in a modal once (polls would repeat it every few seconds otherwise)."""
         try:
-            store = self.store()
-            result = default if store is None else fn(store)
+            ledger = self.ledger()
+            result = default if ledger is None else fn(ledger)
         except (PadaError, sqlite3.Error) as err:
             self._report_once(err)
             return default
         self._shown_error = None
         return result
 
-    def write(self, fn: Callable[[RunStore], Any]) -> bool:
+    def write(self, fn: Callable[[Ledger], Any]) -> bool:
         """Run a small write (delete a run, record a verdict) and say whether it worked."""
         try:
-            store = self.store()
-            if store is None:
+            ledger = self.ledger()
+            if ledger is None:
                 raise PadaError(f"no run store at {self.store_path}")
-            fn(store)
+            fn(ledger)
         except (PadaError, sqlite3.Error, ValueError) as err:
             self.show_error(err)
             return False
@@ -139,7 +142,8 @@ class PadaApp(App[int]):
 
         post = self.post_message
         try:
-            result = job.fn(lambda ev: post(JobEvent(job, ev)), should_stop, lambda rid: post(JobCreated(job, rid)))
+            result = job.fn(lambda ev: post(JobEvent(job, ev)), should_stop,
+                            lambda rid: post(JobCreated(job, rid)))
         except Cancelled as err:
             post(JobDone(job, "cancelled", err))
         except Exception as err:  # noqa: BLE001 - shown as a modal; the loop marked the run failed
@@ -197,12 +201,13 @@ class PadaApp(App[int]):
                 self.cancel_job()
                 self.exit(0)
 
-        self.push_screen(ConfirmModal("A job is running. Quit and cancel it? A cancelled run keeps its finished "
-                                      "stages and can be resumed later.", yes="Quit"), answer)
+        question = ("A job is running. Quit and cancel it? A cancelled run keeps its finished stages and "
+                    "can be resumed later.")
+        self.push_screen(ConfirmModal(question, yes="Quit"), answer)
 
     def on_unmount(self) -> None:
-        if self._store is not None:
-            self._store.close()
+        if self._ledger is not None:
+            self._ledger.store.close()
 
 
 def create_app(store_path: Path, *, poll_seconds: float = 2.0) -> PadaApp:

@@ -1,9 +1,15 @@
-"""Small text formatters shared by the screens (percentages, durations, timestamps)."""
+"""Small text formatters shared by the screens (percentages, durations, timestamps, statuses)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
+
+from rich.text import Text
+
+from pada_local.report import parse_time
+
+STATUS_STYLE = {"running": "yellow", "finished": "green", "cancelled": "magenta", "interrupted": "magenta",
+                "failed": "red"}
 
 
 def pct(value: float | None) -> str:
@@ -23,17 +29,6 @@ def duration(seconds: float | None) -> str:
     return f"{s}s"
 
 
-def parse_time(text: str | None) -> datetime | None:
-    """Store timestamps are ISO 8601 in UTC; None or junk gives None."""
-    if not text:
-        return None
-    try:
-        stamp = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
-
-
 def started(text: str | None) -> str:
     """A store timestamp shown in local time, to the minute."""
     stamp = parse_time(text)
@@ -49,3 +44,8 @@ def one_line(text: str | None, width: int = 60) -> str:
     """The text on one line, cut to `width` characters with an ellipsis."""
     flat = " ".join((text or "").split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def status_text(status: str) -> Text:
+    """A run's status, coloured (the runs table and the run screen's summary)."""
+    return Text(status, style=STATUS_STYLE.get(status, ""))

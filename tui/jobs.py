@@ -11,8 +11,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from textual.message import Message
 
@@ -70,7 +71,8 @@ class Job:
         elif ev.kind == "end" and ev.stage == self.stage:
             spent = time.monotonic() - self.stage_started
             rate = f", {self.completed / spent:.2f}/s" if spent > 0 and self.completed else ""
-            self.add_log(f"{where}: {self.completed} in {spent:.1f}s{rate}" + (f" ({ev.message})" if ev.message else ""))
+            note = f" ({ev.message})" if ev.message else ""
+            self.add_log(f"{where}: {self.completed} in {spent:.1f}s{rate}{note}")
         elif ev.kind == "log":
             self.add_log(f"{where}: {ev.message}")
 

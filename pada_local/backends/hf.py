@@ -3,9 +3,12 @@ template, left-padded, optionally with a LoRA adapter merged in."""
 
 from __future__ import annotations
 
+import inspect
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import ModelError
 from .base import ChatRequest, Completion, OnItem
@@ -96,7 +99,7 @@ class HFGenerator:
         with torch.inference_mode():
             gen = self.model.generate(
                 **enc, max_new_tokens=cap, do_sample=False,
-                pad_token_id=self.tokenizer.pad_token_id, eos_token_id=_stop_ids(self.tokenizer),
+                pad_token_id=self.tokenizer.pad_token_id, eos_token_id=stop_token_ids(self.tokenizer),
             )
         seconds = (time.perf_counter() - start) / len(batch)
         return [self._completion(enc, gen, i, seconds) for i in range(len(batch))]
@@ -109,13 +112,125 @@ class HFGenerator:
         return Completion(text=text, prompt_tokens=int(enc["attention_mask"][i].sum()),
                           completion_tokens=n, seconds=seconds)
 
+    def score_options(self, requests: Sequence[ChatRequest], options: Sequence[str],
+                      batch_size: int | None = None,
+                      on_item: Callable[[int, OptionScores], None] | None = None) -> list[OptionScores]:
+        """log P(option | prompt) of every option as the continuation of each request's prompt,
+        rendered exactly as `generate` renders it (lm-eval-harness multiple-choice scoring).
+
+        Batched: `batch_size` rows per forward pass (default: the generator's batch size).
+        `on_item(i, scores)` is called as request i is done, not necessarily in order."""
+        if not options:
+            raise ValueError("no options to score")
+        opt_ids = [self._option_ids(o) for o in options]
+        feeds, where = _shared_feeds(opt_ids)
+        prompts = [self.tokenizer(render_prompt(self.tokenizer, r.messages),
+                                  add_special_tokens=False)["input_ids"] for r in requests]
+        # Longest prompts first, so a batch holds rows of similar length and pads little.
+        order = sorted(range(len(requests)), key=lambda i: -len(prompts[i]))
+        per_batch = max(1, (batch_size or self.batch_size) // len(feeds))
+        out: list[OptionScores | None] = [None] * len(requests)
+        for start in range(0, len(order), per_batch):
+            chunk = order[start : start + per_batch]
+            logp = self._logprobs([prompts[i] + list(f) for i in chunk for f in feeds],
+                                  keep=1 + max(map(len, feeds)))
+            for k, i in enumerate(chunk):
+                rows = logp[k * len(feeds) : (k + 1) * len(feeds)]
+                scores = out[i] = _read_options(tuple(options), opt_ids, feeds, where, rows)
+                if on_item is not None:
+                    on_item(i, scores)
+        return [s for s in out if s is not None]
+
+    def _option_ids(self, option: str) -> list[int]:
+        # The option is tokenized on its own and appended to the prompt's ids (not tokenized
+        # together with the prompt): the prompt keeps exactly the tokens generation sees, and no
+        # token can merge across the boundary.
+        ids = list(self.tokenizer(option, add_special_tokens=False)["input_ids"])
+        if not ids:
+            raise ValueError(f"option {option!r} has no tokens")
+        return ids
+
+    def _logprobs(self, rows: Sequence[Sequence[int]], keep: int) -> Any:
+        """Log-softmax over the vocabulary at the last `keep` positions of each row: (rows, keep, V)."""
+        import torch
+
+        width = max(map(len, rows))
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(r)) + list(r) for r in rows])
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+        # Left padding as in generation, so every row ends at the same column and only the last
+        # `keep` logits are computed; positions count real tokens only, so a padded row sees the
+        # same positions (hence the same scores) as the row alone.
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        args: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": pos}
+        args = {k: v.to(self.model.device) for k, v in args.items()}
+        # Only the last `keep` positions are needed: skip the vocabulary projection elsewhere
+        # where the model class allows it (most do); otherwise compute all logits and slice.
+        if "logits_to_keep" in inspect.signature(self.model.forward).parameters:
+            args["logits_to_keep"] = keep
+        with torch.inference_mode():
+            logits = self.model(**args, use_cache=False).logits
+            return logits[:, -keep:].float().log_softmax(-1).cpu()
+
+
+@dataclass(frozen=True)
+class OptionScores:
+    """How likely the student is to answer each option to one prompt."""
+
+    options: tuple[str, ...]
+    logprobs: tuple[float, ...]  # sum of the option's token log-probabilities
+    token_counts: tuple[int, ...]
+    greedy: tuple[bool, ...]  # every token of the option is the model's argmax (lm-eval's is_greedy)
+
+    @property
+    def per_token(self) -> tuple[float, ...]:
+        """Length-normalised: a label of more tokens is not penalised for its length."""
+        return tuple(lp / n for lp, n in zip(self.logprobs, self.token_counts, strict=True))
+
+    def best(self, normalize: bool = True) -> str:
+        """The option the student finds most likely (per token when `normalize`); first on a tie."""
+        values = self.per_token if normalize else self.logprobs
+        return self.options[max(range(len(values)), key=values.__getitem__)]
+
+
+def _shared_feeds(opt_ids: Sequence[Sequence[int]]) -> tuple[list[tuple[int, ...]], list[int]]:
+    """The fewest token runs to feed after a prompt so that every option can be read off one:
+    option o needs the logits after each of its tokens but the last, so any feed starting with
+    o[:-1] serves. All one-token options read the prompt's last position: one row per prompt."""
+    feeds: list[tuple[int, ...]] = []
+    for ids in sorted(opt_ids, key=len, reverse=True):
+        if not any(f[: len(ids) - 1] == tuple(ids[:-1]) for f in feeds):
+            feeds.append(tuple(ids[:-1]))
+    where = [next(k for k, f in enumerate(feeds) if f[: len(ids) - 1] == tuple(ids[:-1]))
+             for ids in opt_ids]
+    return feeds, where
+
+
+def _read_options(options: tuple[str, ...], opt_ids: Sequence[Sequence[int]],
+                  feeds: Sequence[tuple[int, ...]], where: Sequence[int], rows: Any) -> OptionScores:
+    """One prompt's option scores from its rows of `_logprobs` (one row per feed)."""
+    import torch
+
+    sums: list[float] = []
+    greedy: list[bool] = []
+    keep = rows.shape[1]
+    for ids, k in zip(opt_ids, where, strict=True):
+        # The logits that predict the option's first token sit just before the feed.
+        first = keep - 1 - len(feeds[k])
+        dist = rows[k, first : first + len(ids)]
+        target = torch.tensor(ids)
+        sums.append(float(dist.gather(-1, target[:, None]).sum()))
+        greedy.append(bool((dist.argmax(-1) == target).all()))
+    return OptionScores(options, tuple(sums), tuple(len(i) for i in opt_ids), tuple(greedy))
+
 
 def render_prompt(tokenizer: Any, messages: Sequence[dict[str, str]]) -> str:
     """The prompt as the student sees it, identical in training and evaluation."""
     return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
 
 
-def _stop_ids(tokenizer: Any) -> list[int]:
+def stop_token_ids(tokenizer: Any) -> list[int]:
+    """The token ids generation stops on: eos and the end-of-turn tokens the vocabulary has."""
     # Chat models end a turn with a special token that is not always `eos` (e.g. <|im_end|>,
     # <|eot_id|>); stop on any of them.
     ids = {tokenizer.eos_token_id}
@@ -124,3 +239,5 @@ def _stop_ids(tokenizer: Any) -> list[int]:
         if isinstance(tid, int) and tid != tokenizer.unk_token_id:
             ids.add(tid)
     return sorted(i for i in ids if i is not None)
+
+

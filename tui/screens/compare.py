@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header
 
+from pada_local import report
+
 from .. import data
+from ..base import PadaScreen
 from ..widgets.charts import CompareChart
 
 
-class CompareScreen(Screen[None]):
+class CompareScreen(PadaScreen):
     BINDINGS = [Binding("escape", "app.pop_screen", "Back")]
 
     def __init__(self, run_ids: list[str]) -> None:
@@ -26,18 +30,14 @@ class CompareScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.sub_title = f"comparing {len(self.run_ids)} runs (scores in %: validation / sealed test)"
-        rows = self.app.read(lambda s: data.compare(s, self.run_ids), [])  # type: ignore[attr-defined]
+        runs: list[dict[str, Any]] = self.pada.read(
+            lambda ledger: report.compare_runs(ledger, self.run_ids), [])
         table = self.query_one("#compare-table", DataTable)
         table.add_column("", key="label")
         for i, run_id in enumerate(self.run_ids):
             table.add_column(run_id, key=f"run{i}")
-        for label, values in rows:
+        for label, values in data.compare_rows(runs):
             table.add_row(label, *values)
-        series = self.app.read(  # type: ignore[attr-defined]
-            lambda s: [(_label(s.run(i)), data.score_series(s, i)) for i in self.run_ids], [])
+        series = [(data.run_label(x["run"]), x["scores"]) for x in runs]
         self.query_one("#compare-chart", CompareChart).show(series)
         table.focus()
-
-
-def _label(run: dict) -> str:
-    return f"{run['name'] or run['id']} ({run['strategy']})"

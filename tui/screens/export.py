@@ -7,10 +7,11 @@ from typing import Any
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select
 
 from pada_local.errors import PadaError
+
+from ..base import PadaModal
 
 FORMATS = ("gguf", "merged", "adapter")
 QUANTS = ("default", "f16", "q8_0", "q4_0", "q4_k_m")
@@ -19,14 +20,14 @@ QUANTS = ("default", "f16", "q8_0", "q4_0", "q4_k_m")
 def export_function() -> Any:
     """pada_local.export.export_run, imported only when asked for (it pulls in heavy libraries)."""
     try:
-        from pada_local.export import export_run  # type: ignore[import-not-found, attr-defined]
+        from pada_local.export import export_run
     except ImportError as err:
-        raise PadaError("export is not available in this installation of pada-local "
-                        f"({err})", hint="update pada-local; the run's adapters are listed under Artifacts") from None
+        raise PadaError(f"export is not available in this installation of pada-local ({err})",
+                        hint="update pada-local; the run's adapters are listed under Artifacts") from None
     return export_run
 
 
-class ExportModal(ModalScreen[None]):
+class ExportModal(PadaModal):
     BINDINGS = [Binding("escape", "dismiss", "Cancel")]
 
     def __init__(self, run_id: str, best_round: int | None) -> None:
@@ -66,17 +67,18 @@ class ExportModal(ModalScreen[None]):
             export_run = export_function()
         except PadaError as err:
             self.dismiss()
-            self.app.show_error(err, "Export unavailable")  # type: ignore[attr-defined]
+            self.pada.show_error(err, "Export unavailable")
             return
         fmt = str(self.query_one("#export-format", Select).value)
         quant = str(self.query_one("#export-quant", Select).value)
         text = self.query_one("#export-round", Input).value.strip()
-        kwargs = {"round": int(text) if text else None, "fmt": fmt, "quant": None if quant == "default" else quant,
+        kwargs = {"round": int(text) if text else None, "fmt": fmt,
+                  "quant": None if quant == "default" else quant,
                   "allow_fetch": self.query_one("#export-fetch", Checkbox).value}
-        path, run_id = self.app.store_path, self.run_id  # type: ignore[attr-defined]
+        path, run_id = self.pada.store_path, self.run_id
 
         def fn(report: Any, should_stop: Any, created: Any) -> Any:
             return export_run(path, run_id, report=report, verify=True, **kwargs)
 
         self.dismiss()
-        self.app.start_job(Job("export", f"export {run_id} ({fmt})", fn, run_id=run_id))  # type: ignore[attr-defined]
+        self.pada.start_job(Job("export", f"export {run_id} ({fmt})", fn, run_id=run_id))

@@ -6,18 +6,19 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from pada_local.config import Config, ScorerKind
+
+from ..base import PadaScreen
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ def demo_template() -> dict[str, Any]:
     return dump(load(DEMO_CONFIG))
 
 
-class NewRunScreen(Screen[None]):
+class NewRunScreen(PadaScreen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("ctrl+s", "start", "Start run"),
@@ -143,7 +144,8 @@ class NewRunScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="load-bar", classes="toolbar"):
-            yield Input(placeholder="YAML config to start from (blank: the demo)", id="load-path", compact=True)
+            yield Input(placeholder="YAML config to start from (blank: the demo)", id="load-path",
+                        compact=True)
             yield Button("Load", id="load", compact=True)
         with VerticalScroll(id="form"):
             yield Label("", id="e-general", classes="error")
@@ -164,16 +166,16 @@ class NewRunScreen(Screen[None]):
     def _widget(f: Field) -> Widget:
         if f.kind == "select":
             return Select([(o, o) for o in f.options], id=f.id, allow_blank=False, compact=True)
-        kind = {"int": "integer", "optional-int": "integer"}.get(f.kind, "text")
-        return Input(id=f.id, type=kind, compact=True)  # type: ignore[arg-type]
+        kind: Literal["integer", "text"] = "integer" if f.kind in ("int", "optional-int") else "text"
+        return Input(id=f.id, type=kind, compact=True)
 
     def on_mount(self) -> None:
-        defaults = getattr(self.app, "new_run_defaults", None)
+        defaults = self.pada.new_run_defaults
         try:
             self.template = copy.deepcopy(defaults) if defaults is not None else demo_template()
         except Exception as err:  # noqa: BLE001 - an empty form is still usable; say why
             self.template = {}
-            self.app.show_error(err, "could not load the demo config")  # type: ignore[attr-defined]
+            self.pada.show_error(err, "could not load the demo config")
         self.fill(self.template)
         self.query_one("#load-path", Input).focus()  # top of the form; tab walks down the fields
 
@@ -183,8 +185,8 @@ class NewRunScreen(Screen[None]):
             text = to_text(f, get_in(raw, f.key))
             if isinstance(widget, Select):
                 widget.value = text if text in f.options else f.options[0]
-            else:
-                widget.value = text  # type: ignore[attr-defined]
+            elif isinstance(widget, Input):
+                widget.value = text
         self.validate()
 
     # ------------------------------------------------------------------ validation
@@ -193,10 +195,15 @@ class NewRunScreen(Screen[None]):
         """The template with the form's values laid over it, plus this store's paths."""
         raw = copy.deepcopy(self.template)
         for f in FIELDS:
-            set_in(raw, f.key, from_text(f, str(self.query_one(f"#{f.id}").value)))  # type: ignore[attr-defined]
-        store = self.app.store_path  # type: ignore[attr-defined]
+            set_in(raw, f.key, from_text(f, self._text(f)))
+        store = self.pada.store_path
         raw["store"], raw["workdir"] = str(store), str(store.parent)
         return raw
+
+    def _text(self, f: Field) -> str:
+        """A field's widget value as text (every field is an Input or a Select)."""
+        widget = self.query_one(f"#{f.id}")
+        return str(widget.value) if isinstance(widget, (Input, Select)) else ""
 
     def validate(self) -> dict[str, str]:
         errors = field_errors(self.raw())
@@ -235,7 +242,7 @@ class NewRunScreen(Screen[None]):
         try:
             self.template = dump(load(Path(path).expanduser())) if path.strip() else demo_template()
         except Exception as err:  # noqa: BLE001 - PadaError with a hint, or a bug: both go to a modal
-            self.app.show_error(err, "could not load that config")  # type: ignore[attr-defined]
+            self.pada.show_error(err, "could not load that config")
             return
         self.fill(self.template)
         self.notify(f"loaded {path.strip() or 'the demo config'}")
@@ -254,14 +261,14 @@ class NewRunScreen(Screen[None]):
         try:
             return from_dict(self.raw(), Path.cwd(), "new-run form")
         except Exception as err:  # noqa: BLE001
-            self.app.show_error(err)  # type: ignore[attr-defined]
+            self.pada.show_error(err)
             return None
 
     def action_start(self) -> None:
         cfg = self.config()
         if cfg is not None:
             self.app.pop_screen()
-            self.app.start_run(cfg)  # type: ignore[attr-defined]
+            self.pada.start_run(cfg)
 
     def action_check(self) -> None:
         cfg = self.config()
@@ -283,8 +290,8 @@ class NewRunScreen(Screen[None]):
             text = f"✗ {message}" + (f"\n  hint: {hint}" if hint else "")
         else:
             s = p.splits
-            text = (f"✓ data: {len(s.train)} train, {len(s.validation)} validation, {len(s.test)} test items; "
-                    f"trainer {p.trainer}; models found")
+            text = (f"✓ data: {len(s.train)} train, {len(s.validation)} validation, {len(s.test)} test "
+                    f"items; trainer {p.trainer}; models found")
             text += "".join(f"\n  warning: {w}" for w in p.report.warnings)
         self.app.call_from_thread(self._show_check, text)
 

@@ -12,43 +12,51 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Select, Static
 
-from .. import data
+from pada_local.report import Failure, PatternView, pattern_rounds, patterns
+
+from ..base import PadaScreen
 from ..format import one_line, pct
 
 LEAK_NOTE = "Validation items are shown to you only: they never reach generation or training."
 
 
-def fixed_text(p: data.PatternView) -> str:
+def fixed_text(p: PatternView) -> str:
     if p.fixed is None:
         return "not evaluated yet"
     done = sum(f.fixed is True for f in p.failures)
     return f"{pct(p.fixed)}% fixed ({done} of {len(p.failures)})"
 
 
-def pattern_detail(p: data.PatternView) -> Group:
+def pattern_detail(p: PatternView) -> Group:
     """The full story of one pattern, as rich renderables (user text is never markup)."""
+    counts = f"   cluster {p.cluster} · {p.size} analyses · {p.samples} samples ({p.accepted} accepted)"
     parts: list[Any] = [
-        Text.assemble((p.name or f"pattern {p.cluster}", "bold"),
-                      f"   cluster {p.cluster} · {p.size} analyses · {p.samples} samples ({p.accepted} accepted)"),
+        Text.assemble((p.name or f"pattern {p.cluster}", "bold"), counts),
         Text(p.description or "(no description)"),
         Text.assemble(("strategy: ", "bold"), p.strategy or "(none drafted)"),
         Text.assemble(("after this round's training: ", "bold"), fixed_text(p)),
         Rule(f"{len(p.failures)} validation failures behind it", style="dim"),
     ]
     for n, f in enumerate(p.failures, 1):
-        mark = {True: ("fixed ✓", "green"), False: ("still failing ✗", "red"), None: ("not re-evaluated yet", "dim")}
-        parts.append(Text.assemble((f"{n}. {f.item_id}  ", "bold"), mark[f.fixed]))
-        parts.append(Padding(Text(f"input: {f.input}\nreference: {f.reference}   student said: {f.prediction}"),
-                             (0, 0, 0, 3)))
-        parts.append(Padding(Text(f"root cause: {f.root_cause}\nscenario: {f.error_scenario}", style="italic"),
-                             (0, 0, 0, 3)))
+        parts += failure_detail(n, f)
     return Group(*parts)
 
 
-class PatternsScreen(Screen[None]):
+FIXED_MARK = {True: ("fixed ✓", "green"), False: ("still failing ✗", "red"),
+              None: ("not re-evaluated yet", "dim")}
+
+
+def failure_detail(n: int, f: Failure) -> list[Any]:
+    """One validation failure: whether it was fixed, the item, and the teacher's analysis."""
+    item = f"input: {f.input}\nreference: {f.reference}   student said: {f.prediction}"
+    analysis = f"root cause: {f.root_cause}\nscenario: {f.error_scenario}"
+    return [Text.assemble((f"{n}. {f.item_id}  ", "bold"), FIXED_MARK[f.fixed]),
+            Padding(Text(item), (0, 0, 0, 3)), Padding(Text(analysis, style="italic"), (0, 0, 0, 3))]
+
+
+class PatternsScreen(PadaScreen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("s", "samples", "Its samples"),
@@ -59,7 +67,7 @@ class PatternsScreen(Screen[None]):
     def __init__(self, run_id: str) -> None:
         super().__init__()
         self.run_id = run_id
-        self.views: list[data.PatternView] = []
+        self.views: list[PatternView] = []
         self.rounds: list[int] = []
 
     def compose(self) -> ComposeResult:
@@ -77,7 +85,7 @@ class PatternsScreen(Screen[None]):
     def on_mount(self) -> None:
         table = self.query_one("#patterns-table", DataTable)
         table.add_columns("pattern", "size", "fixed")
-        self.rounds = self.app.read(lambda s: data.pattern_rounds(s, self.run_id), [])  # type: ignore[attr-defined]
+        self.rounds = self.pada.read(lambda ledger: pattern_rounds(ledger, self.run_id), [])
         select = self.query_one("#pattern-round", Select)
         select.set_options([(f"round {r}", r) for r in self.rounds])
         if self.rounds:
@@ -87,11 +95,11 @@ class PatternsScreen(Screen[None]):
                 "No patterns in this run: its strategy mines none (llm2llm, paraphrase, none), "
                 "or no round after round 0 has analysed its failures yet.")
         table.focus()
-        self.set_interval(self.app.poll_seconds, self.poll)  # type: ignore[attr-defined]
+        self.set_interval(self.pada.poll_seconds, self.poll)
 
     def poll(self) -> None:
         """Pick up rounds and patterns written since (a running loop, another process)."""
-        rounds = self.app.read(lambda s: data.pattern_rounds(s, self.run_id), None)  # type: ignore[attr-defined]
+        rounds = self.pada.read(lambda ledger: pattern_rounds(ledger, self.run_id), None)
         select = self.query_one("#pattern-round", Select)
         if rounds is not None and rounds != self.rounds:
             self.rounds = rounds
@@ -100,22 +108,24 @@ class PatternsScreen(Screen[None]):
                 select.set_options([(f"round {r}", r) for r in rounds])
             select.value = current if current in rounds else rounds[-1]  # Changed -> show_round
             return
-        if isinstance(select.value, int):
-            views = self.app.read(lambda s: data.patterns(s, self.run_id, select.value), None)  # type: ignore
+        shown = select.value
+        if isinstance(shown, int):
+            views = self.pada.read(lambda ledger: patterns(ledger, self.run_id, shown), None)
             if views is not None and views != self.views:
-                self.show_round(select.value)
+                self.show_round(shown)
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if isinstance(event.value, int):
             self.show_round(event.value)
 
     def show_round(self, round_: int) -> None:
-        self.views = self.app.read(lambda s: data.patterns(s, self.run_id, round_), [])  # type: ignore[attr-defined]
+        self.views = self.pada.read(lambda ledger: patterns(ledger, self.run_id, round_), [])
         table = self.query_one("#patterns-table", DataTable)
         row = table.cursor_row
         table.clear()
         for p in self.views:
-            table.add_row(one_line(p.name, 24), str(p.size), "-" if p.fixed is None else pct(p.fixed), key=str(p.id))
+            fixed = "-" if p.fixed is None else pct(p.fixed)
+            table.add_row(one_line(p.name, 24), str(p.size), fixed, key=str(p.id))
         row = min(max(row, 0), max(len(self.views) - 1, 0))
         table.move_cursor(row=row)
         self._detail(row)
@@ -130,18 +140,20 @@ class PatternsScreen(Screen[None]):
         elif self.rounds:
             box.update("This round has no patterns.")
 
-    def current(self) -> data.PatternView | None:
+    def current(self) -> PatternView | None:
         row = self.query_one("#patterns-table", DataTable).cursor_row
         return self.views[row] if 0 <= row < len(self.views) else None
 
     def action_round(self, step: int) -> None:
         select = self.query_one("#pattern-round", Select)
-        if select.value in self.rounds:
-            i = self.rounds.index(select.value)  # type: ignore[arg-type]
+        shown = select.value
+        if isinstance(shown, int) and shown in self.rounds:
+            i = self.rounds.index(shown)
             select.value = self.rounds[max(0, min(len(self.rounds) - 1, i + step))]
 
     def action_samples(self) -> None:
         from .samples import SamplesScreen
 
         p = self.current()
-        self.app.push_screen(SamplesScreen(self.run_id, pattern=p.id if p else None, round_=p.round if p else None))
+        screen = SamplesScreen(self.run_id, pattern=p.id if p else None, round_=p.round if p else None)
+        self.app.push_screen(screen)

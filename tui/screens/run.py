@@ -10,14 +10,16 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
+from pada_local.report import run_view
+from pada_local.runs import RESUMABLE
+
 from .. import data
-from ..format import cell, duration, pct, started
+from ..base import PadaScreen
+from ..format import cell, duration, pct, started, status_text
 from ..widgets.charts import LossChart, ScoreChart
 from ..widgets.job import JobBar
-from .runs import status_text
 
 ROUND_COLUMNS = ("round", "val", "test", "accepted", "rejected", "train_items", "seconds", "status")
 STAGE_COLUMNS = ("stage", "status", "items", "seconds", "tokens", "detail")
@@ -35,7 +37,7 @@ def _fill(table: DataTable, columns: tuple[str, ...], rows: list[tuple[Any, ...]
         table.move_cursor(row=min(row, len(rows) - 1))
 
 
-class RunScreen(Screen[None]):
+class RunScreen(PadaScreen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("p", "patterns", "Patterns"),
@@ -72,13 +74,14 @@ class RunScreen(Screen[None]):
 
     async def on_mount(self) -> None:
         await self.reload()
-        self.set_interval(self.app.poll_seconds, self.reload)  # type: ignore[attr-defined]
+        self.set_interval(self.pada.poll_seconds, self.reload)
 
     def on_screen_resume(self) -> None:
         self.query_one(JobBar).sync()  # its timer was paused while another screen was on top
 
     async def reload(self) -> None:
-        snapshot = self.app.read(self._snapshot, None)  # type: ignore[attr-defined]
+        # Everything the screen shows, read in one go; compared to skip redundant redraws.
+        snapshot = self.pada.read(lambda ledger: run_view(ledger, self.run_id), None)
         if snapshot is None or snapshot == self._seen:
             return  # gone, unreadable (a modal says so) or unchanged since the last poll
         self._seen = snapshot
@@ -90,29 +93,15 @@ class RunScreen(Screen[None]):
         self._artifacts(snapshot)
         await self._round_tabs(snapshot)
 
-    def _snapshot(self, store: Any) -> dict[str, Any]:
-        """Everything the screen shows, read in one go; compared to skip redundant redraws."""
-        from pada_local.loop import effective_status
-
-        run, rounds = store.run(self.run_id), store.rounds(self.run_id)
-        return {
-            "run": {**run, "status": effective_status(run)},
-            "table": data.rounds_table(store, self.run_id),
-            "scores": data.score_series(store, self.run_id),
-            "loss": data.loss_series(store, self.run_id),
-            "stages": {r["round"]: data.stage_rows(store, self.run_id, r["round"]) for r in rounds},
-            "rounds": {r["round"]: r for r in rounds},
-            "artifacts": store.rows("artifacts", self.run_id),
-        }
-
     # ------------------------------------------------------------------ parts
 
     def _summary(self, snap: dict[str, Any]) -> None:
         run = snap["run"]
-        line = Text.assemble((run["name"] or run["id"], "bold"), f"  {run['id']}  ", status_text(run["status"]),
-                             f"\n{run['strategy']} · task {run['task']} · student {run['student']} · "
-                             f"teacher {run['teacher']} · best round {cell(run['best_round'])} "
-                             f"(val {pct(run['best_val'])}, test {pct(run['best_test'])})")
+        about = (f"\n{run['strategy']} · task {run['task']} · student {run['student']} · "
+                 f"teacher {run['teacher']} · best round {cell(run['best_round'])} "
+                 f"(val {pct(run['best_val'])}, test {pct(run['best_test'])})")
+        line = Text.assemble((run["name"] or run["id"], "bold"), f"  {run['id']}  ",
+                             status_text(run["status"]), about)
         self.query_one("#run-summary", Static).update(line)
 
     def _overview(self, snap: dict[str, Any]) -> None:
@@ -120,7 +109,8 @@ class RunScreen(Screen[None]):
         _fill(self.query_one("#rounds-table", DataTable), ROUND_COLUMNS, rows)
         run = snap["run"]
         notes = [f"started {started(run['created_at'])}", f"finished {started(run['finished_at'])}",
-                 f"stopped: {run.get('stop_reason') or '-'}", "scores in % (validation; test is sealed: reported only)"]
+                 f"stopped: {run.get('stop_reason') or '-'}",
+                 "scores in % (validation; test is sealed: reported only)"]
         if run.get("error"):
             notes.append(f"error: {run['error']}")
         self.query_one("#run-notes", Static).update(Text("\n".join(notes)))
@@ -130,7 +120,7 @@ class RunScreen(Screen[None]):
         self.query_one("#loss-chart", LossChart).show(snap["loss"])
 
     def _config(self, snap: dict[str, Any]) -> None:
-        text = yaml.safe_dump(data.config_of(snap["run"]), sort_keys=False, allow_unicode=True)
+        text = yaml.safe_dump(snap["config"], sort_keys=False, allow_unicode=True)
         self.query_one("#config-text", Static).update(Syntax(text, "yaml", background_color="default"))
 
     def _artifacts(self, snap: dict[str, Any]) -> None:
@@ -143,20 +133,20 @@ class RunScreen(Screen[None]):
         for n in sorted(snap["stages"]):
             if n not in self._rounds_shown:  # a new round appeared since the last poll
                 self._rounds_shown.add(n)
-                pane = TabPane(f"Round {n}", Static("", id=f"round-{n}-summary"),
-                               DataTable(id=f"stages-{n}", cursor_type="row", zebra_stripes=True), id=f"tab-round-{n}")
+                stages: DataTable[Any] = DataTable(id=f"stages-{n}", cursor_type="row", zebra_stripes=True)
+                pane = TabPane(f"Round {n}", Static("", id=f"round-{n}-summary"), stages, id=f"tab-round-{n}")
                 await tabs.add_pane(pane, before="tab-config")
             self._round_tab(n, snap)
 
     def _round_tab(self, n: int, snap: dict[str, Any]) -> None:
         r = snap["rounds"].get(n, {})
-        text = (f"round {n}: {r.get('stop_reason') or r.get('status') or '-'} · val {pct(r.get('val_score'))} · "
-                f"test {pct(r.get('test_score'))} · train {pct(r.get('train_score'))} · accepted "
-                f"{cell(r.get('n_accepted'))} · rejected {cell(r.get('n_rejected'))} · train items "
-                f"{cell(r.get('n_train'))} · {duration(r.get('seconds'))}")
+        text = (f"round {n}: {r.get('stop_reason') or r.get('status') or '-'} · "
+                f"val {pct(r.get('val_score'))} · test {pct(r.get('test_score'))} · "
+                f"train {pct(r.get('train_score'))} · accepted {cell(r.get('n_accepted'))} · "
+                f"rejected {cell(r.get('n_rejected'))} · train items {cell(r.get('n_train'))} · "
+                f"{duration(r.get('seconds'))}")
         self.query_one(f"#round-{n}-summary", Static).update(Text(text))
-        rows = [(s["stage"], cell(s["status"]), cell(s["items"]), "-" if s["seconds"] is None else f"{s['seconds']:.1f}",
-                 str(s["tokens"]), s["detail"]) for s in snap["stages"][n]]
+        rows = [_stage_cells(s) for s in snap["stages"][n]]
         _fill(self.query_one(f"#stages-{n}", DataTable), STAGE_COLUMNS, rows)
 
     # ------------------------------------------------------------------ actions
@@ -178,18 +168,25 @@ class RunScreen(Screen[None]):
 
     def action_resume(self) -> None:
         status = self.run_row.get("status")
-        if status not in data.RESUMABLE:
+        if status not in RESUMABLE:
             self.notify(f"this run is {status}: only a cancelled, interrupted or failed run can be resumed",
                         severity="warning")
             return
-        self.app.resume_run(self.run_id, self.run_row.get("name"))  # type: ignore[attr-defined]
+        self.pada.resume_run(self.run_id, self.run_row.get("name"))
+
+
+def _stage_cells(s: dict[str, Any]) -> tuple[str, ...]:
+    seconds = "-" if s["seconds"] is None else f"{s['seconds']:.1f}"
+    return (s["stage"], cell(s["status"]), cell(s["items"]), seconds, str(s["tokens"]),
+            data.detail_line(s["detail"]))
 
 
 def _size(n: int | None) -> str:
     if n is None:
         return "-"
+    size = float(n)
     for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024:
-            return f"{n:.0f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n:.1f} TB"
+        if size < 1024:
+            return f"{size:.0f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"

@@ -7,30 +7,27 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
+from pada_local.report import run_list
+from pada_local.runs import RESUMABLE
+
 from .. import data
-from ..format import duration, pct, started
+from ..base import PadaScreen
+from ..format import duration, pct, started, status_text
 from ..widgets.job import JobBar
 from .modals import ConfirmModal
 
-# (key in data.runs rows, header label)
+# (key in report.run_list rows, header label)
 # Scores and status come first so they stay visible at 80 columns; the rest scrolls sideways.
 COLUMNS: list[tuple[str, str]] = [
     ("mark", " "), ("name", "name"), ("status", "status"), ("strategy", "strategy"), ("rounds", "rounds"),
     ("best_val", "best val"), ("best_test", "test"), ("created_at", "started"), ("duration", "duration"),
     ("task", "task"), ("student", "student"), ("teacher", "teacher"),
 ]
-STATUS_STYLE = {"running": "yellow", "finished": "green", "cancelled": "magenta", "interrupted": "magenta",
-                "failed": "red"}
 
 
-def status_text(status: str) -> Text:
-    return Text(status, style=STATUS_STYLE.get(status, ""))
-
-
-class RunsScreen(Screen[None]):
+class RunsScreen(PadaScreen):
     BINDINGS = [
         Binding("enter", "open", "Open"),
         Binding("n", "new", "New"),
@@ -52,7 +49,8 @@ class RunsScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(placeholder="filter (/): words from name, task, models, strategy, status", id="runs-filter")
+        yield Input(placeholder="filter (/): words from name, task, models, strategy, status",
+                    id="runs-filter")
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="runs-empty")
         yield JobBar(id="job-bar")
@@ -61,7 +59,7 @@ class RunsScreen(Screen[None]):
     def on_mount(self) -> None:
         self._columns()
         self.reload()
-        self.set_interval(self.app.poll_seconds, self.reload)  # type: ignore[attr-defined]
+        self.set_interval(self.pada.poll_seconds, self.reload)
         self.query_one("#runs-table", DataTable).focus()
 
     def on_screen_resume(self) -> None:
@@ -79,7 +77,7 @@ class RunsScreen(Screen[None]):
         self._shown = None
 
     def reload(self) -> None:
-        self.rows = self.app.read(data.runs, [])  # type: ignore[attr-defined]
+        self.rows = self.pada.read(run_list, [])
         self._redraw()
 
     def visible_rows(self) -> list[dict[str, Any]]:
@@ -97,28 +95,29 @@ class RunsScreen(Screen[None]):
         rows = self.visible_rows()
         cells = [self._cells(r) for r in rows]
         keys = [r["id"] for r in rows]
-        if self._shown == list(zip(keys, cells)):
+        if self._shown == list(zip(keys, cells, strict=True)):
             return  # nothing changed: keep the cursor and scroll exactly where they are
         table = self.query_one("#runs-table", DataTable)
         current = self.current_id()
         table.clear()
-        for key, row in zip(keys, cells):
+        for key, row in zip(keys, cells, strict=True):
             table.add_row(*row, key=key)
-        self._shown = list(zip(keys, cells))
+        self._shown = list(zip(keys, cells, strict=True))
         if current in keys:
             table.move_cursor(row=keys.index(current))
         self._empty_message(len(rows))
 
     def _empty_message(self, shown: int) -> None:
         note = self.query_one("#runs-empty", Static)
-        store = self.app.store_path  # type: ignore[attr-defined]
+        store = self.pada.store_path
         if not self.rows:
             note.update(Text(f"No runs in {store} yet.\nPress n to start one (the demo task is filled in), "
                              "or run `pada demo` in a shell; runs written by other processes appear here."))
         elif not shown:
             note.update("No run matches the filter (escape, then clear it).")
         else:
-            note.update(f"{shown} of {len(self.rows)} runs · enter: open · {len(self.marked)} marked for compare")
+            note.update(f"{shown} of {len(self.rows)} runs · enter: open · "
+                        f"{len(self.marked)} marked for compare")
 
     def current_id(self) -> str | None:
         table = self.query_one("#runs-table", DataTable)
@@ -203,11 +202,11 @@ class RunsScreen(Screen[None]):
         row = self.current()
         if row is None:
             return
-        if row["status"] not in data.RESUMABLE:
+        if row["status"] not in RESUMABLE:
             self.notify(f"run {row['id']} is {row['status']}: only a cancelled, interrupted or failed run "
                         "can be resumed", severity="warning")
             return
-        self.app.resume_run(row["id"], row["name"])  # type: ignore[attr-defined]
+        self.pada.resume_run(row["id"], row["name"])
 
     def action_delete(self) -> None:
         row = self.current()
@@ -221,7 +220,7 @@ class RunsScreen(Screen[None]):
         self.app.push_screen(ConfirmModal(question, yes="Delete"), lambda yes: self._delete(row["id"], yes))
 
     def _delete(self, run_id: str, yes: bool | None) -> None:
-        if yes and self.app.write(lambda store: store.delete_run(run_id)):  # type: ignore[attr-defined]
+        if yes and self.pada.write(lambda ledger: ledger.delete_run(run_id)):
             self.marked.discard(run_id)
             self.notify(f"deleted run {run_id}")
             self.reload()

@@ -11,10 +11,13 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Select, Static
 
+from pada_local.report import samples
+from pada_local.runs import effective_verdict
+
 from .. import data
+from ..base import PadaScreen
 from ..format import cell, one_line
 
 VERDICT_STYLE = {"accepted": "green", "rejected": "red", "pending": "yellow"}
@@ -33,7 +36,8 @@ def sample_detail(c: dict[str, Any]) -> Group:
 
     human = c.get("human_verdict")
     return Group(
-        Text.assemble((f"sample {c['id']}", "bold"), f"  round {c['round']} · {c['source']} · key {c['key']}"),
+        Text.assemble((f"sample {c['id']}", "bold"),
+                      f"  round {c['round']} · {c['source']} · key {c['key']}"),
         Text.assemble(("verdict: ", "bold"), verdict_text(c),
                       f"   (quality control: {c['verdict']}" + (f"; you: {human}" if human else "") + ")"),
         field("reason", c["reason"]), field("judge score", c["judge_score"]),
@@ -45,7 +49,7 @@ def sample_detail(c: dict[str, Any]) -> Group:
     )
 
 
-class SamplesScreen(Screen[None]):
+class SamplesScreen(PadaScreen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("a", "verdict('accepted')", "Accept"),
@@ -74,15 +78,15 @@ class SamplesScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#samples-table", DataTable).add_columns(*COLUMNS)
-        self.all = self.app.read(lambda s: data.samples(s, self.run_id), [])  # type: ignore[attr-defined]
+        self.all = self.pada.read(lambda ledger: samples(ledger, self.run_id), [])
         self._filter_options()
         self.render_rows()
         self.query_one("#samples-table", DataTable).focus()
-        self.set_interval(self.app.poll_seconds, self.poll)  # type: ignore[attr-defined]
+        self.set_interval(self.pada.poll_seconds, self.poll)
 
     def poll(self) -> None:
         """Pick up samples written since (generation and quality control run meanwhile)."""
-        rows = self.app.read(lambda s: data.samples(s, self.run_id), None)  # type: ignore[attr-defined]
+        rows = self.pada.read(lambda ledger: samples(ledger, self.run_id), None)
         if rows is not None and rows != self.all:
             self.all = rows
             self._filter_options()
@@ -92,7 +96,8 @@ class SamplesScreen(Screen[None]):
         rounds = sorted({c["round"] for c in self.all})
         names = {(c["pattern_id"], c["round"], c["pattern"]) for c in self.all if c["pattern_id"] is not None}
         options: list[tuple[str, Any]] = [("no pattern (error-correcting, paraphrase)", "none")]
-        options += [(f"r{r} {one_line(name, 30)}", pid) for pid, r, name in sorted(names, key=lambda x: (x[1], x[0]))]
+        options += [(f"r{r} {one_line(name, 30)}", pid)
+                    for pid, r, name in sorted(names, key=lambda x: (x[1], x[0]))]
         with self.prevent(Select.Changed):  # refilling the lists must not reset the chosen filters
             self.query_one("#filter-round", Select).set_options([(f"round {r}", r) for r in rounds])
             self.query_one("#filter-pattern", Select).set_options(options)
@@ -118,7 +123,8 @@ class SamplesScreen(Screen[None]):
         table.clear()
         for c in self.shown:
             table.add_row(str(c["id"]), str(c["round"]), verdict_text(c), one_line(c["input"], 36),
-                          one_line(c["reason"], 30), c["source"] or "-", one_line(c["pattern"], 24), key=str(c["id"]))
+                          one_line(c["reason"], 30), c["source"] or "-", one_line(c["pattern"], 24),
+                          key=str(c["id"]))
         if self.shown:
             table.move_cursor(row=min(max(row, 0), len(self.shown) - 1))
         self._detail()
@@ -140,10 +146,10 @@ class SamplesScreen(Screen[None]):
         c = self.current()
         if c is None:
             return
-        if not self.app.write(lambda s: s.set_human_verdict(c["id"], verdict)):  # type: ignore[attr-defined]
+        if not self.pada.write(lambda ledger: ledger.set_human_verdict(c["id"], verdict)):
             return
         c["human_verdict"] = verdict
-        c["effective"] = data.effective(c)
+        c["effective"] = effective_verdict(c)
         self.notify(f"sample {c['id']}: " + (f"{verdict} by you; rounds trained from now on use it" if verdict
                                               else "your verdict removed; quality control's stands"))
         self.render_rows()

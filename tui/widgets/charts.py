@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual_plotext import PlotextPlot
 
-Point = tuple[str, "float | None", "float | None"]  # (label, val %, test %)
+from pada_local.report import Point  # (label, val %, test %)
 
 
 class ScoreChart(PlotextPlot):
@@ -16,7 +16,7 @@ class ScoreChart(PlotextPlot):
         plt.title(title if points else "no scores yet")
         xs = list(range(len(points)))
         for index, name in ((1, "val"), (2, "test")):
-            pts = [(x, p[index]) for x, p in zip(xs, points) if p[index] is not None]
+            pts = [(x, p[index]) for x, p in zip(xs, points, strict=True) if p[index] is not None]
             if pts:
                 plt.plot([x for x, _ in pts], [y for _, y in pts], label=name, marker="braille")
         if points:
@@ -46,12 +46,12 @@ class CompareChart(PlotextPlot):
         plt = self.plt
         plt.clear_figure()
         plt.title("validation score per round (%)")
-        labels: list[str] = max((pts for _, pts in runs), key=len, default=[])  # type: ignore[assignment]
+        labels: list[Point] = max((pts for _, pts in runs), key=len, default=[])  # the longest run's rounds
         for name, pts in runs:
             vals = [(x, p[1]) for x, p in enumerate(pts) if p[1] is not None]
             if vals:
                 plt.plot([x for x, _ in vals], [y for _, y in vals], label=name, marker="braille")
         if labels:
-            plt.xticks(list(range(len(labels))), [p[0] for p in labels])  # type: ignore[index]
+            plt.xticks(list(range(len(labels))), [p[0] for p in labels])
             plt.ylim(0, 100)
         self.refresh()

@@ -15,12 +15,14 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import ProgressBar, RichLog, Static
 
+from ..base import pada_app
 from ..format import duration
 
 if TYPE_CHECKING:
     from ..jobs import Job
 
-STATUS_STYLE = {"running": "bold yellow", "finished": "bold green", "cancelled": "bold magenta", "failed": "bold red"}
+STATUS_STYLE = {"running": "bold yellow", "finished": "bold green", "cancelled": "bold magenta",
+                "failed": "bold red"}
 
 
 def job_line(job: Job) -> Text:
@@ -54,7 +56,7 @@ class JobPanel(Vertical):
         self.set_interval(0.25, self.sync)
 
     def sync(self) -> None:
-        job: Job | None = getattr(self.app, "job", None)
+        job = pada_app(self).job
         if job is None:
             return
         log = self.query_one("#job-log", RichLog)
@@ -81,7 +83,7 @@ class JobBar(Static):
         self.set_interval(0.5, self.sync)
 
     def sync(self) -> None:
-        job: Job | None = getattr(self.app, "job", None)
+        job = pada_app(self).job
         self.display = job is not None
         if job is not None:
             self.update(job_line(job).append("   l: progress", "dim"))
