@@ -17,6 +17,7 @@ from .data import Example
 from .events import Reporter, StageProgress, silent
 from .prompts import AnalysisReply, PatternReply, StrategyReply, render
 from .records import Analysis, Clustering, EvalRow, Pattern
+from .seeds import derive
 
 
 def sample_failures(failures: Sequence[EvalRow], cap: int, seed: int) -> list[EvalRow]:
@@ -34,7 +35,7 @@ def analyze_failures(teacher: Generator, failures: Sequence[EvalRow], task: Task
         ChatRequest(render("analysis", task_description=task.description or task.name,
                            answer_format=task.answer_format or "as in the examples", input=f.input,
                            reference=f.reference, prediction=f.prediction or "(empty)", score=f.score),
-                    schema=AnalysisReply, seed=seed + i)
+                    schema=AnalysisReply, seed=derive(seed, "analysis", round_ or 0, i))
         for i, f in enumerate(failures)
     ]
     replies = teacher.generate(requests, on_item=lambda i, c: progress.step())
@@ -94,7 +95,7 @@ def name_patterns(teacher: Generator, analyses: Sequence[Analysis], labels: Sequ
     progress = StageProgress(report, "patterns", round_, len(groups))
     requests = [
         ChatRequest(render("pattern", task_description=task.description or task.name, size=len(members),
-                           analyses=_bullets(members)), schema=PatternReply, seed=seed + c)
+                           analyses=_bullets(members)), schema=PatternReply, seed=derive(seed, "pattern_name", round_ or 0, c))
         for c, members in groups.items()
     ]
     replies = teacher.generate(requests, on_item=lambda i, c: progress.step())
@@ -128,7 +129,7 @@ def draft_strategies(teacher: Generator, patterns: Sequence[Pattern], task: Task
         ChatRequest(render("strategy", task_description=task.description or task.name,
                            answer_format=task.answer_format or "as in the examples", pattern_name=p.name,
                            pattern_description=p.description, exemplars=format_exemplars(exemplars)),
-                    schema=StrategyReply, seed=seed + p.cluster)
+                    schema=StrategyReply, seed=derive(seed, "strategy", round_ or 0, p.cluster))
         for p in patterns
     ]
     replies = teacher.generate(requests, on_item=lambda i, c: progress.step())

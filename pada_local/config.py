@@ -38,7 +38,9 @@ class TeacherConfig(_Section):
     n_gpu_layers: int = Field(0, ge=-1, description="Layers offloaded to the GPU (-1 = all).")
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="Sampling temperature for generation.")
     max_tokens: int = Field(256, ge=8, description="Cap on tokens per teacher reply.")
-    seed: int = Field(0, ge=0, description="Sampling seed (each call derives its own from this).")
+    seed: int | None = Field(
+        None, ge=0,
+        description="Sampling seed for requests without their own; None = derived from loop.seed.")
 
 
 class FieldMap(_Section):
@@ -101,7 +103,9 @@ class TrainConfig(_Section):
     batch_size: int = Field(8, ge=1, description="Sequences per optimizer step (per device).")
     grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
     max_length: int = Field(256, ge=16, description="Truncate sequences to this many tokens.")
-    seed: int = Field(0, ge=0, description="Training seed.")
+    seed: int | None = Field(
+        None, ge=0, description="Training seed (each round derives its own from it); None = derived from "
+        "loop.seed, so another loop.seed trains another way.")
 
 
 class LoopConfig(_Section):
@@ -113,7 +117,8 @@ class LoopConfig(_Section):
     analysis_cap: int = Field(32, ge=1, description="Most validation failures analysed per round.")
     k_max: int = Field(6, ge=1, description="Largest k tried by k-means.")
     patience: int = Field(2, ge=1, description="Stop after this many rounds without a better D_val score.")
-    seed: int = Field(0, ge=0, description="Seed for sampling, clustering and generation.")
+    seed: int = Field(0, ge=0, description="The run's seed: sampling, clustering, generation, and (unless "
+                      "train.seed / teacher.seed are set) training and teacher sampling.")
     exemplars: int = Field(3, ge=0, description="Train exemplars shown to the teacher per generation prompt.")
 
 
@@ -144,6 +149,18 @@ class Config(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig, description="LoRA training settings.")
     loop: LoopConfig = Field(default_factory=LoopConfig, description="Rounds, budget and stop rules.")
     quality: QualityConfig = Field(default_factory=QualityConfig, description="Quality-control settings.")
+
+    @model_validator(mode="after")
+    def _derive_seeds(self) -> Config:
+        """loop.seed seeds everything: unset training and teacher seeds are derived from it (and
+        saved with the run); an explicit value wins."""
+        from .seeds import derive
+
+        if self.train.seed is None:
+            self.train.seed = derive(self.loop.seed, "train")
+        if self.teacher.seed is None:
+            self.teacher.seed = derive(self.loop.seed, "teacher")
+        return self
 
 
 def _coerce(text: str) -> Any:

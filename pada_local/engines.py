@@ -61,7 +61,7 @@ class Engines:
         gen: Generator = get_generator("llama_cpp", resolve_teacher(name), n_ctx=t.n_ctx,
                                        n_threads=t.n_threads,
                                        n_gpu_layers=t.n_gpu_layers, temperature=t.temperature,
-                                       max_tokens=t.max_tokens, seed=t.seed)
+                                       max_tokens=t.max_tokens, seed=0 if t.seed is None else t.seed)
         if not gen.supports_schema:  # every teacher reply is a JSON object under a schema
             raise ConfigError(f"teacher {name}: its backend cannot constrain replies to a JSON schema")
         return gen

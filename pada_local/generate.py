@@ -18,6 +18,7 @@ from .data import Example
 from .events import Reporter, StageProgress, silent
 from .prompts import SampleReply, render
 from .records import Candidate, EvalRow, Job, Pattern
+from .seeds import derive
 from .textsim import jaccard, shingles
 
 
@@ -34,45 +35,47 @@ def split_budget(budget: int, weights: Sequence[int]) -> list[int]:
     return shares
 
 
-def plan_jobs(strategy: str, round_: int, budget: int, patterns: Sequence[Pattern], train_failures: Sequence[EvalRow],
-              train: Sequence[Example], seed: int,
+def plan_jobs(strategy: str, round_: int, budget: int, patterns: Sequence[Pattern],
+              train_failures: Sequence[EvalRow], train: Sequence[Example], seed: int,
               pattern_pools: dict[int, tuple[Example, ...]] | None = None) -> list[Job]:
     """The round's jobs. `pada`: error-correcting jobs (one per failed train item, at most half
     the budget) plus pattern jobs in proportion to cluster size; `llm2llm`: error jobs only;
-    `paraphrase`: rephrasings of random train items; all with the same budget."""
-    base = seed * 1_000_003 + round_ * 10_007
+    `paraphrase`: rephrasings of random train items; all with the same budget. `seed` is the
+    run's seed: each job's own seed is derived from it by purpose, round and index."""
     if strategy == "paraphrase":
-        rng = random.Random(base)
+        rng = random.Random(derive(seed, "paraphrase_picks", round_))
         picks = [rng.choice(list(train)) for _ in range(budget)]
-        return [Job(f"r{round_}:paraphrase:{i}", "paraphrase", base + i, origin=ex) for i, ex in enumerate(picks)]
+        return [Job(f"r{round_}:paraphrase:{i}", "paraphrase", derive(seed, "job/paraphrase", round_, i),
+                    origin=ex) for i, ex in enumerate(picks)]
     by_id = {ex.id: ex for ex in train}
     errors = [(by_id[f.item_id], f.prediction) for f in train_failures if f.item_id in by_id]
     if strategy == "llm2llm" or not patterns:
         n_error = budget if errors else 0
     else:
         n_error = min(len(errors), budget // 2)
-    jobs = _error_jobs(round_, errors, min(n_error, budget), base)
+    jobs = _error_jobs(round_, errors, min(n_error, budget), seed)
     if strategy == "pada" and patterns:
-        jobs += _pattern_jobs(round_, patterns, budget - len(jobs), base, pattern_pools or {})
+        jobs += _pattern_jobs(round_, patterns, budget - len(jobs), seed, pattern_pools or {})
     return jobs
 
 
-def _error_jobs(round_: int, errors: list[tuple[Example, str]], n: int, base: int) -> list[Job]:
+def _error_jobs(round_: int, errors: list[tuple[Example, str]], n: int, seed: int) -> list[Job]:
     # Cycle over the failed train items when the budget exceeds them (LLM2LLM at equal budget).
     if not errors:
         return []
-    rng = random.Random(base + 1)
-    order = rng.sample(errors, len(errors))
-    return [Job(f"r{round_}:error:{order[i % len(order)][0].id}:{i}", "error", base + 100_000 + i,
+    order = random.Random(derive(seed, "error_order", round_)).sample(errors, len(errors))
+    return [Job(f"r{round_}:error:{order[i % len(order)][0].id}:{i}", "error",
+                derive(seed, "job/error", round_, i),
                 origin=order[i % len(order)][0], prediction=order[i % len(order)][1]) for i in range(n)]
 
 
-def _pattern_jobs(round_: int, patterns: Sequence[Pattern], n: int, base: int,
+def _pattern_jobs(round_: int, patterns: Sequence[Pattern], n: int, seed: int,
                   pools: dict[int, tuple[Example, ...]]) -> list[Job]:
     jobs = []
-    for p, share in zip(patterns, split_budget(n, [p.size for p in patterns])):
-        jobs += [Job(f"r{round_}:pattern:{p.cluster}:{i}", "pattern", base + 200_000 + p.cluster * 1000 + i, pattern=p,
-                     pool=pools.get(p.cluster, ())) for i in range(share)]
+    for p, share in zip(patterns, split_budget(n, [p.size for p in patterns]), strict=True):
+        purpose = f"job/pattern/{p.cluster}"
+        jobs += [Job(f"r{round_}:pattern:{p.cluster}:{i}", "pattern", derive(seed, purpose, round_, i),
+                     pattern=p, pool=pools.get(p.cluster, ())) for i in range(share)]
     return jobs
 
 

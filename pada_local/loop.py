@@ -28,6 +28,7 @@ from .leakage import LeakGuard
 from .records import Analysis, Candidate, Clustering, EvalRow, Job, Pattern, Verdict
 from .runs import Ledger, effective_status
 from .scoring import Scorer
+from .seeds import derive
 from .tasks import get_verifier
 
 StopCheck = Callable[[], bool]
@@ -192,10 +193,10 @@ class Orchestrator:
     def _analyses(self, r: int) -> list[Analysis]:
         if self._stage(r, "analyze"):
             failures = [x for x in self.ledger.eval_rows(self.run_id, r - 1, "validation") if x.score == 0]
-            picked = sample_failures(failures, self.cfg.loop.analysis_cap, self.cfg.loop.seed + r)
+            picked = sample_failures(failures, self.cfg.loop.analysis_cap, self._seed("sample_failures", r))
             tally = Tally()
             result = analyze_failures(self._teacher(tally), picked, self.cfg.task,
-                                      seed=self.cfg.loop.seed * 7919 + r * 131, report=self.report, round_=r)
+                                      seed=self.cfg.loop.seed, report=self.report, round_=r)
             invalid = sum(not a.ok for a in result)
             stats = tally.stats(len(result), failures=len(failures), analysed=len(picked), invalid=invalid)
             self.ledger.record_analyses(self.run_id, r, result, stats)
@@ -206,7 +207,7 @@ class Orchestrator:
         if self._stage(r, "cluster"):
             tally = Tally()
             vectors = self.engines.embedder().embed([a.text for a in usable])
-            result = cluster(vectors, self.cfg.loop.k_max, self.cfg.loop.seed) if usable else \
+            result = cluster(vectors, self.cfg.loop.k_max, self._seed("cluster", r)) if usable else \
                 Clustering([], 0, {})
             self.ledger.record_clusters(self.run_id, r, usable, result, tally.stats(len(usable), k=result.k))
         stored = self.ledger.cluster_of(self.run_id, r)
@@ -218,7 +219,7 @@ class Orchestrator:
         tally = Tally()
         found = [] if not usable else name_patterns(
             self._teacher(tally), usable, clustering.labels, self.cfg.task,
-            seed=self.cfg.loop.seed * 31 + r, report=self.report, round_=r)
+            seed=self.cfg.loop.seed, report=self.report, round_=r)
         safe = [replace(p, name=self._safe(p.name, f"pattern {p.cluster}"),
                         description=self._safe(p.description, "(withheld: it quoted a held-out item)"))
                 for p in found]
@@ -226,11 +227,11 @@ class Orchestrator:
 
     def _strategies(self, r: int) -> None:
         patterns = self.ledger.patterns(self.run_id, r)
-        rng = random.Random(self.cfg.loop.seed + r)
+        rng = random.Random(self._seed("strategy_exemplars", r))
         exemplars = rng.sample(self.p.splits.train, min(self.cfg.loop.exemplars, len(self.p.splits.train)))
         tally = Tally()
         drafted = draft_strategies(self._teacher(tally), patterns, self.cfg.task, exemplars,
-                                   seed=self.cfg.loop.seed * 17 + r, report=self.report, round_=r)
+                                   seed=self.cfg.loop.seed, report=self.report, round_=r)
         fallback = "Write new questions like the training examples that exercise: {}."
         safe = [replace(p, strategy=self._safe(p.strategy, fallback.format(p.name))) for p in drafted]
         self.ledger.record_strategies(self.run_id, r, safe, tally.stats(len(safe)))
@@ -239,6 +240,9 @@ class Orchestrator:
         """Teacher text with any held-out item removed; withheld entirely if a near copy stays."""
         scrubbed = self.guard.scrub(text)
         return fallback if self.guard.find(scrubbed) else scrubbed
+
+    def _seed(self, purpose: str, r: int) -> int:
+        return derive(self.cfg.loop.seed, purpose, r)
 
     def _teacher(self, tally: Tally) -> Counted:
         return Counted(self.engines.teacher(), tally)
@@ -334,7 +338,7 @@ class Orchestrator:
         chats = [{"messages": [*ex.prompt_messages, {"role": "assistant", "content": ex.answer}]}
                  for ex in examples]
         train_file = write_jsonl(out.parent / "train.jsonl", chats)
-        spec = spec_for(self.cfg.train, self.engines.student_dir(), examples, out)
+        spec = spec_for(self.cfg.train, self.engines.student_dir(), examples, out, round_=r)
         adapter = train_student(self.engines.trainer(), spec, report=self.report, round_=r,
                                 should_stop=self.should_stop)
         self._check()

@@ -10,6 +10,7 @@ from .config import TaskConfig, TrainConfig
 from .data import Example
 from .events import Event, Reporter, silent
 from .prompts import student_messages
+from .seeds import derive
 
 
 def training_examples(task: TaskConfig, train: Sequence[Example],
@@ -20,12 +21,14 @@ def training_examples(task: TaskConfig, train: Sequence[Example],
     return tuple(real + made)
 
 
-def spec_for(cfg: TrainConfig, base_dir: Path, examples: tuple[TrainExample, ...], out_dir: Path) -> TrainSpec:
+def spec_for(cfg: TrainConfig, base_dir: Path, examples: tuple[TrainExample, ...], out_dir: Path,
+             round_: int = 0) -> TrainSpec:
+    """Each round trains with its own seed, derived from train.seed."""
     return TrainSpec(
         base_dir=base_dir, examples=examples, out_dir=out_dir, rank=cfg.rank, alpha=cfg.alpha,
         dropout=cfg.dropout, target_modules=tuple(cfg.target_modules), epochs=cfg.epochs,
         max_steps=cfg.max_steps, lr=cfg.lr, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
-        max_length=cfg.max_length, seed=cfg.seed,
+        max_length=cfg.max_length, seed=derive(0 if cfg.seed is None else cfg.seed, "train", round_),
     )
 
 
