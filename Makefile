@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pada-setup
 
-.PHONY: setup demo test bench clean-venv setup-unsloth setup-mlx test-backends bench-trainers
+.PHONY: setup lint demo test bench clean-venv setup-unsloth setup-mlx test-backends bench-trainers
 
 setup: $(STAMP)
 
@@ -23,8 +23,13 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(VENV)/bin/pada demo
 
-test: setup
+test: setup lint
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# The static check (ruff + mypy, configured in pyproject.toml); part of `make test` and so of CI.
+lint: setup
+	$(VENV)/bin/ruff check pada_local tui
+	$(VENV)/bin/mypy
 
 bench: setup
 	$(PY) benchmarks/bench_engines.py

@@ -83,7 +83,8 @@ def find() -> Converter | None:
         root = Path(env).expanduser()
         if not _complete(root):
             raise PadaError(f"PADA_CONVERTER_DIR={root} holds no {HF_SCRIPT} with its conversion/ package",
-                            hint="point it at a llama.cpp source folder, or unset it to use the cached converter")
+                            hint="point it at a llama.cpp source folder, "
+                                 "or unset it to use the cached converter")
         return Converter(root, "custom")
     version = llama_cpp_version()
     root = converter_dir(version)
@@ -91,8 +92,9 @@ def find() -> Converter | None:
 
 
 def missing_hint(version: str | None = None) -> str:
-    return (f"let pada fetch it once: add --yes (downloads llama-cpp-python=={version or llama_cpp_version()}'s "
-            f"source, ~{SDIST_MB} MB, from PyPI), or run `python -m pada_local.converter --fetch` "
+    return (f"let pada fetch it once: add --yes (downloads "
+            f"llama-cpp-python=={version or llama_cpp_version()}'s source, ~{SDIST_MB} MB, from PyPI), "
+            f"or run `python -m pada_local.converter --fetch` "
             f"(`make setup` does), or set PADA_CONVERTER_DIR to a llama.cpp source folder")
 
 
@@ -136,7 +138,8 @@ def _download(version: str, dest: Path) -> Path:
     found = sorted(dest.glob("llama_cpp_python-*.tar.gz")) if dest.is_dir() else []
     if done.returncode != 0 or not found:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise PadaError(f"could not download llama-cpp-python=={version}'s source from PyPI: {' | '.join(tail)}",
+        raise PadaError(f"could not download llama-cpp-python=={version}'s source from PyPI: "
+                        f"{' | '.join(tail)}",
                         hint="check the connection to PyPI (or a pip index/proxy setting), then retry; "
                              "or set PADA_CONVERTER_DIR to a llama.cpp source folder")
     return found[0]
@@ -180,7 +183,9 @@ def supported_architectures(conv: Converter) -> frozenset[str] | None:
         target = getattr(node, "target", None)
         if isinstance(node, ast.AnnAssign) and isinstance(target, ast.Name) and target.id == "TEXT_MODEL_MAP":
             if isinstance(node.value, ast.Dict):
-                return frozenset(k.value for k in node.value.keys if isinstance(k, ast.Constant))
+                # Architecture names are str keys; anything else could never match one.
+                return frozenset(k.value for k in node.value.keys
+                                 if isinstance(k, ast.Constant) and isinstance(k.value, str))
     return None
 
 
@@ -202,7 +207,8 @@ def check_architecture(conv: Converter, model_dir: Path) -> str:
 def unsupported(arch: str, conv: Converter) -> PadaError:
     return PadaError(f"llama.cpp's converter ({conv.version}) does not support the architecture {arch}",
                      hint="export --format merged (safetensors) or --format adapter instead, "
-                          "or train a student whose architecture llama.cpp supports (Llama, Qwen2/3, Gemma ...)")
+                          "or train a student whose architecture llama.cpp supports "
+                          "(Llama, Qwen2/3, Gemma ...)")
 
 
 # ---------------------------------------------------------------- running

@@ -26,7 +26,8 @@ def _check(name: str, ok: bool, detail: str, fix: str = "", required: bool = Tru
 
 def _torch() -> dict[str, Any]:
     if importlib.util.find_spec("torch") is None:
-        return _check("torch", False, "not installed", "pip install torch==2.13.0 (CPU) first, then the project")
+        return _check("torch", False, "not installed",
+                      "pip install torch==2.13.0 (CPU) first, then the project")
     import torch
 
     devices = ["cpu"]
@@ -39,13 +40,15 @@ def _torch() -> dict[str, Any]:
 
 def _llama() -> dict[str, Any]:
     if importlib.util.find_spec("llama_cpp") is None:
-        return _check("llama-cpp-python", False, "not installed", "pip install llama-cpp-python (compiles llama.cpp)")
+        return _check("llama-cpp-python", False, "not installed",
+                      "pip install llama-cpp-python (compiles llama.cpp)")
     from .backends.llama_cpp import build_info
 
     info = build_info()
     gpu = "GPU offload" if info.get("gpu_offload") else "CPU only"
     # Only the features that are on: "AVX2 = 1 | ..." -> "AVX2 ..."
-    flags = " ".join(f.split("=")[0].strip() for f in info.get("system_info", "").split("|") if f.strip().endswith("= 1"))
+    flags = " ".join(f.split("=")[0].strip() for f in info.get("system_info", "").split("|")
+                     if f.strip().endswith("= 1"))
     return _check("llama-cpp-python", True, f"{info['version']} ({gpu}); {flags}")
 
 
@@ -58,8 +61,8 @@ def _trainers() -> list[dict[str, Any]]:
     chosen, why = choose_trainer("auto")
     rows.append(_check("trainer: auto", True, f"would use '{chosen}': {why}"))
     if importlib.util.find_spec("unsloth") is not None and chosen != "unsloth":
-        rows.append(_check("trainer: unsloth", True, "installed, but without CUDA it runs its slow CPU fallback",
-                           required=False))
+        rows.append(_check("trainer: unsloth", True,
+                           "installed, but without CUDA it runs its slow CPU fallback", required=False))
     return rows
 
 
@@ -68,13 +71,15 @@ def _models() -> list[dict[str, Any]]:
     for entry in models.CATALOGUE.values():
         fix = "pada models --prepare" if entry.role == "student" else "make setup"
         path = entry.path()
-        rows.append(_check(f"model: {entry.role} {entry.name}", entry.ready(), "-" if path is None else str(path), fix))
+        rows.append(_check(f"model: {entry.role} {entry.name}", entry.ready(),
+                           "-" if path is None else str(path), fix))
     return rows
 
 
 def collect() -> dict[str, Any]:
     checks = [
-        _check("python", sys.version_info >= (3, 10), f"{platform.python_version()} on {platform.machine()} {sys.platform}",
+        _check("python", sys.version_info >= (3, 10),
+               f"{platform.python_version()} on {platform.machine()} {sys.platform}",
                "use Python 3.10 or newer"),
         _torch(),
         _llama(),

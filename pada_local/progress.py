@@ -52,7 +52,8 @@ class RichReporter:
         elif event.kind == "log":
             from rich.markup import escape
 
-            self.progress.console.print(f"[dim]{escape(label)}:[/dim] {escape(event.message)}", highlight=False)
+            self.progress.console.print(f"[dim]{escape(label)}:[/dim] {escape(event.message)}",
+                                        highlight=False)
 
     def _summary(self, label: str, info: Any) -> None:
         seconds = info.finished_time or info.elapsed or 0.0

@@ -45,12 +45,14 @@ def _word_arg(pattern: str) -> re.Pattern[str]:
 SKILLS: dict[str, tuple[str, re.Pattern[str], Callable[..., str]]] = {
     "add": ("What is {a} plus {b}?", _word_arg(r"^what is (-?\d+) plus (-?\d+)\?$"),
             lambda a, b: str(int(a) + int(b))),
-    "larger": ("Which number is larger: {a} or {b}?", _word_arg(r"^which number is larger: (-?\d+) or (-?\d+)\?$"),
+    "larger": ("Which number is larger: {a} or {b}?",
+               _word_arg(r"^which number is larger: (-?\d+) or (-?\d+)\?$"),
                lambda a, b: str(max(int(a), int(b)))),
     "count_letters": ('How many letters are in the word "{w}"?',
                       _word_arg(r'^how many letters are in the word "([a-z]+)"\?$'), lambda w: str(len(w))),
     "last_letter": ('What is the last letter of the word "{w}"?',
-                    _word_arg(r'^what is the last letter of the word "([a-z]+)"\?$'), lambda w: w[-1].lower()),
+                    _word_arg(r'^what is the last letter of the word "([a-z]+)"\?$'),
+                    lambda w: w[-1].lower()),
     "uppercase": ('Write the word "{w}" in capital letters.',
                   _word_arg(r'^write the word "([a-z]+)" in capital letters\.$'), lambda w: w.upper()),
     "antonym": ('What is the opposite of "{w}"?', _word_arg(r'^what is the opposite of "([a-z]+)"\?$'),
@@ -105,7 +107,8 @@ def generate(per_skill: dict[str, int], seed: int) -> dict[str, list[dict[str, s
         for split, n in per_skill.items():
             for i in range(n):
                 text = _fresh(skill, rng, seen)
-                splits[split].append({"id": f"{split}-{skill}-{i}", "prompt": text, "completion": verify(text) or ""})
+                splits[split].append({"id": f"{split}-{skill}-{i}", "prompt": text,
+                                      "completion": verify(text) or ""})
     return splits
 
 
