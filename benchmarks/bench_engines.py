@@ -3,9 +3,11 @@
 1. teacher tokens/s through our LlamaCppGenerator vs. bare llama-cpp-python, same prompts,
    same seeds, schema-constrained as the loop uses it (target: our overhead under 5%);
 2. student generation tokens/s, batched vs. one at a time;
-3. trainer tokens/s for a few LoRA steps.
+3. trainer tokens/s for a few LoRA steps;
+4. label scoring items/s, log-likelihood of each label vs. greedy generation + label extraction,
+   on the same items (and how often each is right).
 
-Run: .venv/bin/python benchmarks/bench_engines.py [--prompts 12] [--train-steps 4]
+Run: .venv/bin/python benchmarks/bench_engines.py [--prompts 12] [--train-steps 4] [--only loglik]
 """
 
 from __future__ import annotations
@@ -87,20 +89,74 @@ def bench_trainer(steps: int) -> dict[str, float]:
             "tokens": adapter.tokens}
 
 
+SENTIMENT = "Classify the sentiment of the review. Answer with one word: positive or negative."
+REVIEWS = [
+    ("Great film, I loved it.", "positive"), ("Terrible plot and wooden acting.", "negative"),
+    ("A warm, funny, beautifully shot story.", "positive"), ("Boring and far too long.", "negative"),
+    ("The best concert I have been to in years!", "positive"), ("Awful food, rude staff.", "negative"),
+    ("Works perfectly, the battery lasts for days.", "positive"), ("It broke after one week.", "negative"),
+    ("Wonderful cast, clever script.", "positive"), ("Not worth the ticket.", "negative"),
+    ("I would happily buy it again.", "positive"), ("The worst hotel we ever stayed in.", "negative"),
+]
+
+
+def bench_loglik(n: int, max_new_tokens: int = 8) -> dict[str, float]:
+    from pada_local.backends.hf import HFGenerator
+    from pada_local.config import ScorerConfig
+    from pada_local.scoring import Scorer
+
+    labels = ["positive", "negative"]
+    gen = HFGenerator(models.prepare_student(models.resolve_student("smollm2-135m")), batch_size=8,
+                      max_new_tokens=max_new_tokens)
+    items = (REVIEWS * (1 + n // len(REVIEWS)))[:n]
+    reqs = [ChatRequest(({"role": "system", "content": SENTIMENT}, {"role": "user", "content": text}))
+            for text, _ in items]
+    gen.score_options(reqs[:2], labels)  # warm-up
+    t0 = time.perf_counter()
+    scored = gen.score_options(reqs, labels)
+    loglik_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    replies = gen.generate(reqs)
+    gen_s = time.perf_counter() - t0
+    scorer = Scorer(ScorerConfig(kind="label", labels=labels))
+    gold = [label for _, label in items]
+    return {"n": n, "loglik_items_s": n / loglik_s, "gen_items_s": n / gen_s,
+            "loglik_acc": sum(s.best() == g for s, g in zip(scored, gold, strict=True)) / n,
+            "gen_acc": sum(scorer.score(r.text, g) for r, g in zip(replies, gold, strict=True)) / n}
+
+
+def report_teacher(prompts: int) -> None:
+    t = bench_teacher(prompts)
+    overhead = 100 * (t["bare_tok_s"] - t["ours_tok_s"]) / t["bare_tok_s"]
+    print(f"teacher  ours {t['ours_tok_s']:.1f} tok/s ({t['ours_tokens']} tokens, "
+          f"{100 * t['valid']:.0f}% valid) | bare llama-cpp-python {t['bare_tok_s']:.1f} tok/s "
+          f"({t['bare_tokens']} tokens) | overhead {overhead:+.1f}%")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--prompts", type=int, default=16)
     ap.add_argument("--train-steps", type=int, default=4)
+    ap.add_argument("--only", choices=["teacher", "student", "trainer", "loglik"], action="append",
+                    help="run only these sections (repeatable); default: all")
     args = ap.parse_args()
-    t = bench_teacher(args.prompts)
-    overhead = 100 * (t["bare_tok_s"] - t["ours_tok_s"]) / t["bare_tok_s"]
-    print(f"teacher  ours {t['ours_tok_s']:.1f} tok/s ({t['ours_tokens']} tokens, {100 * t['valid']:.0f}% valid) | "
-          f"bare llama-cpp-python {t['bare_tok_s']:.1f} tok/s ({t['bare_tokens']} tokens) | overhead {overhead:+.1f}%")
-    s = bench_student(args.prompts)
-    print(f"student  batched(8) {s['batched_tok_s']:.1f} tok/s | one at a time {s['single_tok_s']:.1f} tok/s | "
-          f"speed-up x{s['batched_tok_s'] / s['single_tok_s']:.1f}")
-    tr = bench_trainer(args.train_steps)
-    print(f"trainer  peft {tr['tok_s']:.1f} tok/s | {tr['s_per_step']:.2f} s/step (batch 8) | {tr['tokens']} tokens")
+    run = set(args.only or ["teacher", "student", "trainer", "loglik"])
+    if "teacher" in run:
+        report_teacher(args.prompts)
+    if "student" in run:
+        s = bench_student(args.prompts)
+        print(f"student  batched(8) {s['batched_tok_s']:.1f} tok/s | one at a time "
+              f"{s['single_tok_s']:.1f} tok/s | speed-up x{s['batched_tok_s'] / s['single_tok_s']:.1f}")
+    if "trainer" in run:
+        tr = bench_trainer(args.train_steps)
+        print(f"trainer  peft {tr['tok_s']:.1f} tok/s | {tr['s_per_step']:.2f} s/step (batch 8) | "
+              f"{tr['tokens']} tokens")
+    if "loglik" in run:
+        ll = bench_loglik(args.prompts)
+        speedup = ll["loglik_items_s"] / ll["gen_items_s"]
+        print(f"labels   {ll['n']} items, 2 labels: loglik {ll['loglik_items_s']:.2f} items/s "
+              f"({100 * ll['loglik_acc']:.0f}% right) | generate(8 tok)+extract {ll['gen_items_s']:.2f} "
+              f"items/s ({100 * ll['gen_acc']:.0f}% right) | speed-up x{speedup:.1f}")
 
 
 if __name__ == "__main__":

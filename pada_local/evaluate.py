@@ -7,8 +7,9 @@ from collections.abc import Callable, Sequence
 from .backends.base import ChatRequest, Generator
 from .config import TaskConfig
 from .data import Example
+from .errors import PadaError
 from .events import Reporter, StageProgress, silent
-from .prompts import GradeReply, render, student_messages
+from .prompts import GradeReply, conversation_text, render, student_messages
 from .records import EvalRow
 from .scoring import Scorer
 
@@ -20,14 +21,17 @@ def evaluate(
     scorer: Scorer,
     *,
     judge: Generator | None = None,
+    options: Sequence[str] | None = None,
     report: Reporter = silent,
     stage: str = "eval",
     round_: int | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> list[EvalRow]:
+    """Score the student on `examples`: greedy generation read by the scorer, or (with
+    `options`, log-likelihood mode) the option the student finds most likely."""
     progress = StageProgress(report, stage, round_, len(examples))
-    requests = [ChatRequest(student_messages(task, ex.input, ex.system), max_tokens=task.max_new_tokens)
-                for ex in examples]
+    requests = [ChatRequest(student_messages(task, ex.input, ex.system, ex.context),
+                            max_tokens=task.max_new_tokens) for ex in examples]
 
     def on_item(i: int, _: object) -> None:
         progress.step()
@@ -36,13 +40,43 @@ def evaluate(
 
             raise Cancelled("stopped during evaluation")
 
+    if options is not None:
+        rows = _loglik_rows(student, requests, options, examples, scorer, on_item)
+    else:
+        rows = _generated_rows(student, requests, examples, task, scorer, judge, on_item)
+    progress.end()
+    return rows
+
+
+def _generated_rows(student: Generator, requests: Sequence[ChatRequest], examples: Sequence[Example],
+                    task: TaskConfig, scorer: Scorer, judge: Generator | None,
+                    on_item: Callable[[int, object], None]) -> list[EvalRow]:
     outputs = student.generate(requests, on_item=on_item)
     preds = [o.text for o in outputs]
     scores = _judge_scores(judge, task, examples, preds) if task.scorer.kind == "judge" else \
-        [scorer.score(p, ex.output) for p, ex in zip(preds, examples)]
-    progress.end()
-    return [EvalRow(ex.id, ex.split, ex.input, ex.output, p, s, o.completion_tokens)
-            for ex, p, s, o in zip(examples, preds, scores, outputs)]
+        [scorer.score(p, ex.output) for p, ex in zip(preds, examples, strict=True)]
+    rows = zip(examples, preds, scores, outputs, strict=True)
+    return [EvalRow(ex.id, ex.split, ex.input, ex.output, p, s, o.completion_tokens,
+                    prompt_tokens=o.prompt_tokens) for ex, p, s, o in rows]
+
+
+def _loglik_rows(student: Generator, requests: Sequence[ChatRequest], options: Sequence[str],
+                 examples: Sequence[Example], scorer: Scorer,
+                 on_item: Callable[[int, object], None]) -> list[EvalRow]:
+    """The prediction is the most likely option, per token (options may differ in length);
+    every option's summed log-probability is kept with the row."""
+    score_options = getattr(student, "score_options", None)
+    if score_options is None:
+        raise PadaError("this student backend cannot score options by log-likelihood",
+                        hint="set task.scorer.mode: generate")
+    found = score_options(requests, options, on_item=on_item)
+    rows = []
+    for ex, got in zip(examples, found, strict=True):
+        pred = got.best(normalize=True)
+        logprobs = dict(zip(got.options, got.logprobs, strict=True))
+        rows.append(EvalRow(ex.id, ex.split, ex.input, ex.output, pred, scorer.score(pred, ex.output),
+                            logprobs=logprobs))
+    return rows
 
 
 def _judge_scores(judge: Generator | None, task: TaskConfig, examples: Sequence[Example],
@@ -51,11 +85,13 @@ def _judge_scores(judge: Generator | None, task: TaskConfig, examples: Sequence[
     if judge is None:
         raise ValueError("judge scoring needs a judge model")
     requests = [
-        ChatRequest(render("judge_score", rubric=task.scorer.rubric, input=ex.input, reference=ex.output,
-                           prediction=p), schema=GradeReply, temperature=0.0, max_tokens=120)
-        for ex, p in zip(examples, preds)
+        ChatRequest(render("judge_score", rubric=task.scorer.rubric, reference=ex.output, prediction=p,
+                           input=conversation_text(ex.input, ex.context)),  # the whole conversation
+                    schema=GradeReply, temperature=0.0, max_tokens=120)
+        for ex, p in zip(examples, preds, strict=True)
     ]
-    return [float(bool(c.ok and c.data is not None and c.data.correct)) for c in judge.generate(requests)]
+    return [float(bool(c.ok and isinstance(c.data, GradeReply) and c.data.correct))
+            for c in judge.generate(requests)]
 
 
 def accuracy(rows: Sequence[EvalRow]) -> float | None:

@@ -16,7 +16,7 @@ from .config import QualityConfig, TaskConfig
 from .data import Example
 from .events import Reporter, StageProgress, silent
 from .leakage import LeakGuard
-from .prompts import JudgeReply, SolveReply, render
+from .prompts import GradeReply, JudgeReply, SolveReply, render
 from .records import Candidate, Verdict
 from .scoring import Scorer
 from .textsim import NgramIndex
@@ -71,7 +71,7 @@ class QualityControl:
         progress = StageProgress(report, "quality", round_, len(candidates))
         vectors = self.embedder.embed([c.input or " " for c in candidates])
         verdicts = []
-        for cand, vector in zip(candidates, vectors):
+        for cand, vector in zip(candidates, vectors, strict=True):  # one vector per candidate
             verdict = self._review_one(cand, vector)
             if verdict.accepted:
                 self.known.add(f"sample {cand.key}", cand.input, vector)  # later duplicates are rejected
@@ -122,26 +122,46 @@ class QualityControl:
         return self._teacher_confirms(cand)
 
     def _teacher_confirms(self, cand: Candidate) -> Verdict:
+        if self.task.scorer.kind == "judge":  # no extractable answer to compare: the judge grades it
+            return self._judge_confirms(cand)
         messages = render("solve", task_description=self.task.description or self.task.name,
                           answer_format=self.task.answer_format or "as in the examples", input=cand.input)
-        reply = self.teacher.generate([ChatRequest(messages, schema=SolveReply, temperature=0.0, max_tokens=96)])[0]
+        request = ChatRequest(messages, schema=SolveReply, temperature=0.0, max_tokens=96)
+        reply = self.teacher.generate([request])[0]
         if not reply.ok or reply.data is None:
-            return Verdict(cand.key, False, "answer not confirmed: the teacher's re-solve was invalid", None, (reply,))
+            return Verdict(cand.key, False, "answer not confirmed: the teacher's re-solve was invalid", None,
+                           (reply,))
         answer = reply.data.answer  # type: ignore[attr-defined]
         if self.scorer.score(answer, cand.output) > 0:
             return Verdict(cand.key, True, "accepted: the teacher's re-solve agrees", None, (reply,))
         return Verdict(cand.key, False, f"answer not confirmed: the teacher re-solved it as {answer[:60]!r}",
                        None, (reply,))
 
+    def _judge_confirms(self, cand: Candidate) -> Verdict:
+        """For judge-scored tasks: the judge grades the candidate's answer under the task's rubric."""
+        messages = render("judge_confirm", rubric=self.task.scorer.rubric or "", input=cand.input,
+                          prediction=cand.output)
+        request = ChatRequest(messages, schema=GradeReply, temperature=0.0, max_tokens=120)
+        reply = self.judge.generate([request])[0]
+        if not reply.ok or not isinstance(reply.data, GradeReply):
+            return Verdict(cand.key, False, "answer not confirmed: the judge's grade was invalid", None,
+                           (reply,))
+        if reply.data.correct:
+            return Verdict(cand.key, True, "accepted: the judge grades the answer correct", None, (reply,))
+        why = f"answer not confirmed: the judge grades it wrong: {reply.data.reason[:100]}"
+        return Verdict(cand.key, False, why, None, (reply,))
+
     def _judge(self, cand: Candidate, confirmed: Verdict) -> Verdict:
         messages = render("judge", task_description=self.task.description or self.task.name,
                           answer_format=self.task.answer_format or "as in the examples", input=cand.input,
                           output=cand.output)
-        reply = self.judge.generate([ChatRequest(messages, schema=JudgeReply, temperature=0.0, max_tokens=120)])[0]
+        request = ChatRequest(messages, schema=JudgeReply, temperature=0.0, max_tokens=120)
+        reply = self.judge.generate([request])[0]
         spent = confirmed.completions + (reply,)
         if not reply.ok or reply.data is None:
             return Verdict(cand.key, False, "judge reply invalid", None, spent)
         score, why = reply.data.score, reply.data.reason  # type: ignore[attr-defined]
         if score < self.cfg.judge_threshold:
-            return Verdict(cand.key, False, f"judge score {score} < {self.cfg.judge_threshold}: {why[:120]}", score, spent)
+            return Verdict(cand.key, False, f"judge score {score} < {self.cfg.judge_threshold}: {why[:120]}",
+                           score, spent)
         return Verdict(cand.key, True, f"{confirmed.reason}; judge score {score}", score, spent)

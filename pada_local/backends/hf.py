@@ -61,7 +61,7 @@ def load_model(model_dir: Path, adapter: Path | None = None, device: str | None 
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-    return model.to(device).eval()
+    return model.to(device).eval()  # type: ignore[arg-type]  # transformers types .to() oddly
 
 
 class HFGenerator:

@@ -24,7 +24,8 @@ _SECTION = re.compile(r"^\[(system|example|user)\]\s*$", re.MULTILINE)
 
 
 def _path(name: str, override: Path | None) -> Path:
-    folder = override or (Path(os.environ["PADA_PROMPTS_DIR"]) if os.environ.get("PADA_PROMPTS_DIR") else None)
+    folder = override or (Path(os.environ["PADA_PROMPTS_DIR"]) if os.environ.get("PADA_PROMPTS_DIR")
+                          else None)
     if folder is not None and (folder / f"{name}.txt").is_file():
         return folder / f"{name}.txt"
     return BUILTIN / f"{name}.txt"
@@ -98,9 +99,22 @@ class GradeReply(BaseModel):
     reason: str = Field(...)
 
 
-def student_messages(task: TaskConfig, text: str, system: str | None = None) -> tuple[dict[str, str], ...]:
-    """The student's prompt (a TaskConfig's system prompt, then the item), identical in
-    training, evaluation and export."""
+Turn = tuple[str, str]  # (role, content), as data.Example.context holds them
+
+
+def student_messages(task: TaskConfig, text: str, system: str | None = None,
+                     context: Sequence[Turn] = ()) -> tuple[dict[str, str], ...]:
+    """The student's prompt (a TaskConfig's system prompt, a conversation's earlier turns, then
+    the item), identical in training, evaluation and export."""
     system = system if system is not None else task.system_prompt
-    user = {"role": "user", "content": text}
-    return (user,) if system is None else ({"role": "system", "content": system}, user)
+    head = () if system is None else ({"role": "system", "content": system},)
+    turns = tuple({"role": role, "content": content} for role, content in context)
+    return (*head, *turns, {"role": "user", "content": text})
+
+
+def conversation_text(text: str, context: Sequence[Turn] = ()) -> str:
+    """An item as one text for a teacher prompt: a single turn as it is, a conversation with each
+    turn labelled ("User: ...", "Assistant: ..."), so the teacher sees what the student saw."""
+    if not context:
+        return text
+    return "\n".join(f"{role.capitalize()}: {content}" for role, content in [*context, ("user", text)])

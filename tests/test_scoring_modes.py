@@ -1,0 +1,118 @@
+"""Log-likelihood and judge scoring inside real runs (embedded models, tiny sizes), plus the
+config rules around scorer modes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pada_local import loop
+from pada_local.config import ScorerConfig, load
+from pada_local.runs import Ledger
+from pada_local.scoring import Scorer
+
+from .conftest import write_jsonl
+
+GOOD = ["I loved this film, it was wonderful.", "A delightful and moving story.", "Great acting and a fine plot.",
+        "Truly a joy to watch.", "Brilliant, funny and warm.", "An excellent evening at the cinema."]
+BAD = ["I hated every minute of it.", "A dull and tedious mess.", "Terrible acting and a silly plot.",
+       "A waste of two hours.", "Boring, slow and cold.", "The worst film this year."]
+
+
+def test_default_mode_per_kind() -> None:
+    assert ScorerConfig(kind="label", labels=["a", "b"]).effective_mode == "loglik"
+    assert ScorerConfig(kind="choice").effective_mode == "loglik"
+    assert ScorerConfig(kind="exact").effective_mode == "generate"
+    assert ScorerConfig(kind="label", labels=["a"], mode="generate").effective_mode == "generate"
+    with pytest.raises(ValueError, match="loglik"):
+        ScorerConfig(kind="numeric", mode="loglik")
+
+
+def test_options_are_spelled_as_in_train() -> None:
+    sc = Scorer(ScorerConfig(kind="label", labels=["positive", "negative", "mixed"]))
+    assert sc.options(["Positive", "Positive", "positive", "negative."]) == ["Positive", "negative.", "mixed"]
+    ch = Scorer(ScorerConfig(kind="choice", choices="ABCDE"))
+    assert ch.options(["A", "(B)", "C", "D", "B"]) == ["A", "B", "C", "D"]
+
+
+def _sentiment(folder: Path, mode: str, rounds: int = 0) -> Path:
+    rows = [{"prompt": t, "completion": "positive"} for t in GOOD] + \
+           [{"prompt": t, "completion": "negative"} for t in BAD]
+    for split, pick in (("train", slice(0, 4)), ("validation", slice(4, 5)), ("test", slice(5, 6))):
+        part = rows[pick] + rows[6:][pick]
+        write_jsonl(folder / f"{split}.jsonl", [{"id": f"{split}{i}", **r} for i, r in enumerate(part)])
+    cfg = {"name": f"sentiment-{mode}",
+           "data": {"train": "train.jsonl", "validation": "validation.jsonl", "test": "test.jsonl"},
+           "task": {"name": "sentiment", "description": "Is a film review positive or negative?",
+                    "system_prompt": "Answer with one word: positive or negative.",
+                    "scorer": {"kind": "label", "labels": ["positive", "negative"], "mode": mode},
+                    "max_new_tokens": 8},
+           "train": {"max_steps": 2, "batch_size": 4, "rank": 4, "alpha": 8, "max_length": 64},
+           "loop": {"strategy": "none", "rounds": rounds}}
+    path = folder / f"{mode}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["loglik", "generate"])
+def test_label_task_runs_in_both_modes(tmp_path: Path, mode: str) -> None:
+    cfg = load(_sentiment(tmp_path, mode), [f"store={tmp_path / 'r.db'}", f"workdir={tmp_path / 'w'}"])
+    run_id = loop.start(cfg)
+    with Ledger.open(cfg.store) as ledger:
+        rows = ledger.eval_items(run_id, 0, "validation", model="zero-shot")
+        assert len(rows) == 2
+        if mode == "loglik":
+            # The prediction is one of the labels, and each label's log-probability is kept.
+            assert all(r["prediction"] in ("positive", "negative") for r in rows)
+            for r in rows:
+                logprobs = json.loads(r["logprobs_json"])
+                assert set(logprobs) == {"positive", "negative"} and all(v < 0 for v in logprobs.values())
+                assert r["prediction"] == max(logprobs, key=logprobs.__getitem__)
+        else:
+            assert all(r["logprobs_json"] is None for r in rows)
+        assert ledger.run(run_id)["status"] == "finished"
+
+
+def _judge_task(folder: Path) -> Path:
+    rows = [{"prompt": "Name a colour of the sky on a clear day.", "completion": "blue"},
+            {"prompt": "Name an animal that barks.", "completion": "a dog"},
+            {"prompt": "Name a fruit that is yellow.", "completion": "a banana"},
+            {"prompt": "Name a drink made from leaves.", "completion": "tea"},
+            {"prompt": "Name a season that is cold.", "completion": "winter"},
+            {"prompt": "Name a planet in our solar system.", "completion": "Mars"}]
+    write_jsonl(folder / "train.jsonl", [{"id": f"t{i}", **r} for i, r in enumerate(rows[:4])])
+    write_jsonl(folder / "validation.jsonl", [{"id": "v0", **rows[4]}])
+    write_jsonl(folder / "test.jsonl", [{"id": "x0", **rows[5]}])
+    cfg = {"name": "judged",
+           "data": {"train": "train.jsonl", "validation": "validation.jsonl", "test": "test.jsonl"},
+           "task": {"name": "name-one", "description": "Name one thing of the asked kind.",
+                    "system_prompt": "Answer in a few words.",
+                    "scorer": {"kind": "judge", "rubric": "Correct if the answer names a thing of the asked kind."},
+                    "max_new_tokens": 8},
+           "teacher": {"n_ctx": 1024, "max_tokens": 64},
+           "train": {"max_steps": 1, "batch_size": 4, "rank": 4, "alpha": 8, "max_length": 64},
+           "loop": {"strategy": "paraphrase", "rounds": 1, "budget": 3, "patience": 5},
+           "quality": {"judge": False}}
+    path = folder / "judged.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.slow
+def test_judge_task_runs_round_one(tmp_path: Path) -> None:
+    """Answer confirmation for a judge task asks the judge (it used to call Scorer.score and die)."""
+    cfg = load(_judge_task(tmp_path), [f"store={tmp_path / 'r.db'}", f"workdir={tmp_path / 'w'}"])
+    run_id = loop.start(cfg)
+    with Ledger.open(cfg.store) as ledger:
+        run = ledger.run(run_id)
+        assert run["status"] == "finished", run["error"]
+        assert ledger.stage_done(run_id, 1, "quality")
+        reasons = [c["reason"] for c in ledger.candidate_rows(run_id, 1) if c["reason"]]
+        # Every candidate the cheap checks let through was graded by the judge.
+        assert any("judge" in r for r in reasons) or all(r.startswith(("unparseable", "wrong format",
+                                                                       "duplicate", "contamination"))
+                                                          for r in reasons)
