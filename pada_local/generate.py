@@ -94,9 +94,11 @@ def pick_exemplars(job: Job, train: Sequence[Example], n: int) -> list[Example]:
     return ranked[:n]
 
 
-def job_messages(job: Job, task: TaskConfig, train: Sequence[Example], n_exemplars: int) -> tuple[dict[str, str], ...]:
+def job_messages(job: Job, task: TaskConfig, train: Sequence[Example],
+                 n_exemplars: int) -> tuple[dict[str, str], ...]:
     shots = [(ex.input, ex.output) for ex in pick_exemplars(job, train, n_exemplars)]
-    common = {"task_description": task.description or task.name,
+    # Any: spread into render(), whose `override`/`shots` keywords these never name.
+    common: dict[str, Any] = {"task_description": task.description or task.name,
               "answer_format": task.answer_format or "as in the examples"}
     if job.source == "pattern":
         assert job.pattern is not None
@@ -109,9 +111,9 @@ def job_messages(job: Job, task: TaskConfig, train: Sequence[Example], n_exempla
     return render("paraphrase", input=job.origin.input, reference=job.origin.output, **common)
 
 
-def run_jobs(teacher: Generator, jobs: Sequence[Job], task: TaskConfig, train: Sequence[Example], n_exemplars: int,
-             *, on_candidate: Callable[[Candidate], None], report: Reporter = silent, round_: int | None = None,
-             total: int | None = None, done: int = 0) -> None:
+def run_jobs(teacher: Generator, jobs: Sequence[Job], task: TaskConfig, train: Sequence[Example],
+             n_exemplars: int, *, on_candidate: Callable[[Candidate], None], report: Reporter = silent,
+             round_: int | None = None, total: int | None = None, done: int = 0) -> None:
     """Generate each job and hand the candidate over at once (the caller stores it), so a
     crash loses at most the sample in flight."""
     progress = StageProgress(report, "generate", round_, total if total is not None else len(jobs))
@@ -131,9 +133,10 @@ def _candidate(job: Job, messages: tuple[dict[str, str], ...], c: Completion) ->
     cluster = None if job.pattern is None else job.pattern.cluster
     origin = None if job.origin is None else job.origin.id
     if not c.ok or data is None:
-        return Candidate(job.key, job.source, cluster, origin, "", "", c.text, c.error or "unparseable", prompt, c)
-    return Candidate(job.key, job.source, cluster, origin, strip_label(data.input), strip_label(data.output), c.text,
-                     None, prompt, c)
+        return Candidate(job.key, job.source, cluster, origin, "", "", c.text, c.error or "unparseable",
+                         prompt, c)
+    return Candidate(job.key, job.source, cluster, origin, strip_label(data.input), strip_label(data.output),
+                     c.text, None, prompt, c)
 
 
 _LABEL = re.compile(r"^\s*(?:question|input|q|answer|output|a)\s*:\s*", re.IGNORECASE)

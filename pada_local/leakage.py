@@ -26,17 +26,30 @@ class Leak:
 
 
 class LeakGuard:
-    """Held-out inputs (validation + test), searchable inside longer texts."""
+    """Held-out inputs (validation + test), searchable inside longer texts.
+
+    An input of `min_words` words or more is found anywhere in a text (verbatim or near). A
+    shorter one ("wet?", "Good morning") is found only where it stands alone, equal after
+    normalisation to a whole segment: the text, a line, a quoted span, or what follows a colon.
+    Searching for it anywhere would make every text that uses the word "yes" a leak of "yes".
+    """
 
     def __init__(self, held_out: Iterable[Example], near: float = 0.8, min_words: int = 3) -> None:
-        self.items = [ex for ex in held_out if len(normalize(ex.input).split()) >= min_words]
+        keyed = [(normalize(ex.input), ex) for ex in held_out]
+        keyed = [(norm, ex) for norm, ex in keyed if norm]  # an input of punctuation alone matches nothing
+        self.items = [ex for norm, ex in keyed if len(norm.split()) >= min_words]
+        self.short: dict[str, list[Example]] = {}
+        for norm, ex in keyed:
+            if len(norm.split()) < min_words:
+                self.short.setdefault(norm, []).append(ex)
         self.near = near
         self._norm = [normalize(ex.input) for ex in self.items]
         self._grams = [shingles(ex.input) for ex in self.items]
 
     def find(self, text: str) -> list[Leak]:
         """Held-out items that appear in `text`: verbatim (normalized), or some stretch of
-        `text` as long as the item whose word 3-grams overlap the item's by Jaccard >= `near`.
+        `text` as long as the item whose word 3-grams overlap the item's by Jaccard >= `near`;
+        short items as a whole segment (see the class).
 
         A window the item's length, not containment: in templated tasks two items differ in one
         word ('... in the word "garden"?' vs '... "planet"?') and share most 3-grams; they are
@@ -46,24 +59,57 @@ class LeakGuard:
         grams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
         present = set(grams)
         leaks = []
-        for ex, item_norm, item_grams in zip(self.items, self._norm, self._grams):
-            if item_norm and item_norm in norm:
+        for ex, item_norm, item_grams in zip(self.items, self._norm, self._grams, strict=True):
+            if item_norm in norm:
                 leaks.append(Leak(ex.id, ex.split, "exact", 1.0))
             elif item_grams & present:
                 score = _best_window(grams, item_grams)
                 if score >= self.near:
                     leaks.append(Leak(ex.id, ex.split, "near", score))
-        return leaks
+        return leaks + self._short_leaks(text)
+
+    def _short_leaks(self, text: str) -> list[Leak]:
+        found = dict.fromkeys(n for n in map(normalize, segments(text)) if n in self.short)
+        return [Leak(ex.id, ex.split, "exact", 1.0) for n in found for ex in self.short[n]]
 
     def scrub(self, text: str) -> str:
-        """`text` with any verbatim held-out input replaced by a marker."""
+        """`text` with any verbatim held-out input replaced by a marker (a short one where it
+        stands alone: quoted, on its own line or after a colon)."""
         for ex in self.items:
             pattern = r"\s+".join(re.escape(w) for w in ex.input.split())
             text = re.sub(pattern, REDACTED, text, flags=re.IGNORECASE)
-        return text
+        if not self.short:
+            return text
+        text = _QUOTED.sub(lambda m: REDACTED if normalize(_inner(m)) in self.short else m.group(0), text)
+        return "\n".join(self._scrub_line(line) for line in text.split("\n"))
+
+    def _scrub_line(self, line: str) -> str:
+        if normalize(line) in self.short:
+            return REDACTED
+        head, *tails = line.split(":")
+        kept = [f" {REDACTED}" if normalize(tail) in self.short else tail for tail in tails]
+        return ":".join([head, *kept])
 
     def check_all(self, texts: Sequence[str]) -> list[tuple[int, Leak]]:
         return [(i, leak) for i, text in enumerate(texts) for leak in self.find(text)]
+
+
+# A quoted span: straight, curly or angle double quotes, backticks, or single quotes that are
+# not apostrophes (a letter on the outside of either quote).
+_QUOTED = re.compile(r'"([^"\n]+)"|“([^”\n]+)”|«([^»\n]+)»|`([^`\n]+)`|(?<!\w)\'([^\'\n]+)\'(?!\w)')
+
+
+def _inner(match: re.Match[str]) -> str:
+    return next(group for group in match.groups() if group is not None)
+
+
+def segments(text: str) -> list[str]:
+    """The parts of `text` a short held-out input could fill whole: the text, each line, each
+    piece after a colon ("Question: wet?"), each quoted span."""
+    found = [text]
+    for line in text.splitlines():
+        found += [line, *line.split(":")[1:]]
+    return found + [_inner(m) for m in _QUOTED.finditer(text)]
 
 
 def _best_window(grams: list[tuple[str, ...]], item: frozenset[tuple[str, ...]]) -> float:

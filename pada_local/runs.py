@@ -65,6 +65,16 @@ class Ledger:
         with RunStore(path) as store:
             yield cls(store)
 
+    @classmethod
+    @contextmanager
+    def open_existing(cls, path: Path | str) -> Iterator[Ledger]:
+        """Like open(), but a missing store is an error: reading must never create one."""
+        if not Path(path).is_file():
+            raise PadaError(f"no run store at {path}",
+                            hint="start a run with `pada demo` or `pada run CONFIG`")
+        with cls.open(path) as ledger:
+            yield ledger
+
     @property
     def path(self) -> Path:
         return self.store.path
@@ -138,9 +148,12 @@ class Ledger:
         known = any(x["round"] == r and x["started_at"] for x in self.rounds(run_id))
         self.store.upsert_round(run_id, r, status="running", **({} if known else {"started_at": now()}))
 
-    def close_round(self, run_id: str, r: int) -> None:
+    def close_round(self, run_id: str, r: int, note: str | None = None) -> None:
+        """Done, with its time; `note` says what was unusual (shown where a stop reason would be)."""
         seconds = sum(s["seconds"] or 0 for s in self.stages(run_id, r))
-        self.store.upsert_round(run_id, r, status="done", finished_at=now(), seconds=round(seconds, 2))
+        extra = {} if note is None else {"stop_reason": note}
+        self.store.upsert_round(run_id, r, status="done", finished_at=now(), seconds=round(seconds, 2),
+                                **extra)
 
     def stop_round(self, run_id: str, r: int, reason: str) -> None:
         self.store.upsert_round(run_id, r, status="stopped", stop_reason=reason, finished_at=now())
@@ -319,13 +332,52 @@ class Ledger:
     def counts(self, run_id: str, tables: Sequence[str]) -> dict[str, int]:
         return {t: self.store.count(t, run_id) for t in tables}
 
+    # ------------------------------------------------------------ comparisons
+
+    def create_comparison(self, *, name: str | None, config: Mapping[str, Any], strategies: Sequence[str],
+                          seeds: Sequence[int]) -> str:
+        return self.store.create_comparison(name=name, config=config, strategies=strategies, seeds=seeds)
+
+    def comparison(self, prefix: str) -> Row:
+        return self.store.comparison(prefix)
+
+    def comparisons(self) -> list[Row]:
+        return self.store.comparisons()
+
+    def comparison_runs(self, comparison_id: str) -> list[Row]:
+        """(run_id, strategy, seed) of each run in the grid, with the run's effective status."""
+        out = []
+        for x in self.store.comparison_runs(comparison_id):
+            out.append({**x, "status": effective_status(self.run(x["run_id"]))})
+        return out
+
+    def add_comparison_run(self, comparison_id: str, run_id: str, strategy: str, seed: int) -> None:
+        self.store.add_comparison_run(comparison_id, run_id, strategy, seed)
+
+    def mark_comparison(self, comparison_id: str, status: str, error: str | None = None) -> None:
+        fields: dict[str, Any] = {"status": status, "pid": os.getpid()}
+        if status == "finished":
+            fields["finished_at"] = now()
+        if error is not None:
+            fields["error"] = error
+        self.store.set_comparison(comparison_id, **fields)
+
+    def reuse_round(self, src: str, dst: str, r: int) -> None:
+        """Round r of `src` becomes round r of `dst` (same rows, same adapter file and checksum),
+        recorded as reused; only a round with every stage done may be reused."""
+        stages = ("zero_shot", "train", "eval") if r == 0 else ("train", "eval")
+        if not all(self.stage_done(src, r, s) for s in stages):
+            raise PadaError(f"round {r} of run {src} is not finished; it cannot be reused")
+        self.store.copy_round(src, dst, r)
+
 
 # ---------------------------------------------------------------- row mappers
 
 
 def _eval_row(x: EvalRow, model: str) -> Row:
-    return {"model": model, "split": x.split, "item_id": x.item_id, "input": x.input,
-            "reference": x.reference, "prediction": x.prediction, "score": x.score}
+    row = {"model": model, "split": x.split, "item_id": x.item_id, "input": x.input,
+           "reference": x.reference, "prediction": x.prediction, "score": x.score}
+    return row if x.logprobs is None else {**row, "logprobs_json": json.dumps(x.logprobs)}
 
 
 def _candidate(x: Mapping[str, Any]) -> Candidate:

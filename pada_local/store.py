@@ -108,8 +108,8 @@ def migrate_001_initial(db: sqlite_utils.Database) -> None:
 
 def migrate_002_human_review(db: sqlite_utils.Database) -> None:
     """Additive: human review of candidates, and artifacts (adapters, exports) with checksums."""
-    db["candidates"].add_column("human_verdict", str)
-    db["candidates"].add_column("human_at", str)
+    db.table("candidates").add_column("human_verdict", str)  # table(): a Table, not Table | View
+    db.table("candidates").add_column("human_at", str)
     db.execute(f"""CREATE TABLE artifacts (
         id INTEGER PRIMARY KEY AUTOINCREMENT, {_FK}, round INTEGER, kind TEXT NOT NULL,
         path TEXT NOT NULL, sha256 TEXT, bytes INTEGER, created_at TEXT, meta_json TEXT)""")
@@ -120,14 +120,34 @@ def migrate_002_human_review(db: sqlite_utils.Database) -> None:
 
 def migrate_003_stop_reason(db: sqlite_utils.Database) -> None:
     """Additive: why a run stopped (rounds done, no failures left, no samples, patience)."""
-    db["runs"].add_column("stop_reason", str)
-    db["rounds"].add_column("stop_reason", str)
+    db.table("runs").add_column("stop_reason", str)
+    db.table("rounds").add_column("stop_reason", str)
 
 
 def migrate_004_candidate_prompt(db: sqlite_utils.Database) -> None:
     """Additive: the exact prompt each candidate was generated from (for audits and the
     leakage check)."""
-    db["candidates"].add_column("prompt", str)
+    db.table("candidates").add_column("prompt", str)
+
+
+def migrate_005_eval_logprobs(db: sqlite_utils.Database) -> None:
+    """Additive: per-option log-probabilities of an evaluation row (log-likelihood scoring)."""
+    db.execute("ALTER TABLE eval_items ADD COLUMN logprobs_json TEXT")
+
+
+def migrate_006_comparisons(db: sqlite_utils.Database) -> None:
+    """Additive: comparisons (strategies x seeds on the same data), their runs, and which round
+    was reused from another run (round 0 is computed once per seed)."""
+    db.execute("""CREATE TABLE comparisons (
+        id TEXT PRIMARY KEY, name TEXT, config_json TEXT, strategies_json TEXT, seeds_json TEXT,
+        status TEXT NOT NULL, pid INTEGER, created_at TEXT NOT NULL, updated_at TEXT,
+        finished_at TEXT, error TEXT)""")
+    db.execute("""CREATE TABLE comparison_runs (
+        comparison_id TEXT NOT NULL REFERENCES comparisons(id) ON DELETE CASCADE,
+        run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        strategy TEXT NOT NULL, seed INTEGER NOT NULL,
+        PRIMARY KEY (comparison_id, strategy, seed))""")
+    db.execute("ALTER TABLE rounds ADD COLUMN reused_from TEXT")
 
 
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
@@ -135,6 +155,8 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("002_human_review", migrate_002_human_review),
     ("003_stop_reason", migrate_003_stop_reason),
     ("004_candidate_prompt", migrate_004_candidate_prompt),
+    ("005_eval_logprobs", migrate_005_eval_logprobs),
+    ("006_comparisons", migrate_006_comparisons),
 ]
 
 # Conflict targets for upserts: they must match a UNIQUE index exactly (expressions included).
@@ -362,20 +384,25 @@ class RunStore:
                    config: Mapping[str, Any], seed: int | None,
                    versions: Mapping[str, Any]) -> str:
         """Record a new run with status 'running' owned by this process; return its id."""
-        run_id = _new_run_id() if id is None else id
         now = _now()
-        row = dict(id=run_id, name=name, task=task, strategy=strategy, student=student,
+        row = dict(id=id, name=name, task=task, strategy=strategy, student=student,
                    teacher=teacher, status="running", config_json=dict(config), seed=seed,
                    versions_json=dict(versions), pid=os.getpid(), created_at=now,
                    updated_at=now)
-        try:
-            with self.transaction():
-                self.db.conn.execute(self._insert_sql("runs", list(row), "error"),
-                                     [_cell(v) for v in row.values()])
-        except sqlite3.IntegrityError as exc:
-            raise PadaError(f"run {run_id!r} already exists in {self.path}",
-                            hint="choose another run id, or resume that run") from exc
-        return run_id
+        # A generated id that collides (a burst of runs in one second) is drawn again; only an
+        # id the user chose is an error.
+        for _ in range(1 if id is not None else 50):
+            row["id"] = _new_run_id() if id is None else id
+            try:
+                with self.transaction():
+                    self.db.conn.execute(self._insert_sql("runs", list(row), "error"),
+                                         [_cell(v) for v in row.values()])
+                return str(row["id"])
+            except sqlite3.IntegrityError as exc:
+                if id is not None:
+                    raise PadaError(f"run {id!r} already exists in {self.path}",
+                                    hint="choose another run id, or resume that run") from exc
+        raise PadaError(f"could not draw a free run id in {self.path}", hint="try again")
 
     def set_run(self, run_id: str, **fields: Any) -> None:
         """Update columns of a run (updated_at is set too)."""
@@ -445,6 +472,70 @@ class RunStore:
                 self.db.conn.execute(f"DELETE FROM [{table}] WHERE run_id = ? AND round = ?",
                                      [run_id, round])
 
+    def copy_round(self, src: str, dst: str, round: int) -> None:
+        """Copy every row of one round of run `src` into run `dst` (one transaction); the
+        copy's round row names where it came from (rounds.reused_from)."""
+        with self.transaction():
+            for table in ROUND_TABLES:
+                cols = [c for c in self._table_columns(table) if c not in ("id", "run_id")]
+                names = ", ".join(f"[{c}]" for c in cols)
+                self.db.conn.execute(
+                    f"INSERT INTO [{table}] (run_id, {names}) SELECT ?, {names} FROM [{table}] "
+                    "WHERE run_id = ? AND round = ?", [dst, src, round])
+            self.db.conn.execute("UPDATE rounds SET reused_from = ? WHERE run_id = ? AND round = ?",
+                                 [src, dst, round])
+
+    # -- comparisons ---------------------------------------------------------------------------
+
+    def create_comparison(self, *, name: str | None, config: Mapping[str, Any],
+                          strategies: Sequence[str], seeds: Sequence[int]) -> str:
+        now = _now()
+        row = dict(id="", name=name, config_json=dict(config), strategies_json=list(strategies),
+                   seeds_json=list(seeds), status="running", pid=os.getpid(), created_at=now, updated_at=now)
+        for _ in range(50):  # a generated id that collides is drawn again
+            row["id"] = "cmp-" + _new_run_id()
+            try:
+                with self.transaction():
+                    cols = ", ".join(f"[{c}]" for c in row)
+                    marks = ", ".join("?" * len(row))
+                    self.db.conn.execute(f"INSERT INTO comparisons ({cols}) VALUES ({marks})",
+                                         [_cell(v) for v in row.values()])
+                return str(row["id"])
+            except sqlite3.IntegrityError:
+                continue
+        raise PadaError(f"could not draw a free comparison id in {self.path}", hint="try again")
+
+    def set_comparison(self, comparison_id: str, **fields: Any) -> None:
+        fields["updated_at"] = _now()
+        sets = ", ".join(f"[{c}] = ?" for c in fields)
+        with self.transaction():
+            self.db.conn.execute(f"UPDATE comparisons SET {sets} WHERE id = ?",
+                                 [*map(_cell, fields.values()), comparison_id])
+
+    def comparisons(self) -> list[dict[str, Any]]:
+        return list(self.db.query("SELECT * FROM comparisons ORDER BY created_at DESC, rowid DESC"))
+
+    def comparison(self, prefix: str) -> dict[str, Any]:
+        """The one comparison whose id is `prefix` or starts with it."""
+        found = list(self.db.query("SELECT * FROM comparisons WHERE substr(id, 1, length(?)) = ? ORDER BY id",
+                                   [prefix, prefix]))
+        exact = [c for c in found if c["id"] == prefix]
+        if exact or len(found) == 1:
+            return (exact or found)[0]
+        if not found:
+            raise PadaError(f"no comparison matches {prefix!r} in {self.path}",
+                            hint="list them: pada compare --list")
+        raise PadaError(f"comparison id {prefix!r} is ambiguous", hint="type more characters of the id")
+
+    def add_comparison_run(self, comparison_id: str, run_id: str, strategy: str, seed: int) -> None:
+        with self.transaction():
+            self.db.conn.execute("INSERT INTO comparison_runs VALUES (?, ?, ?, ?)",
+                                 [comparison_id, run_id, strategy, seed])
+
+    def comparison_runs(self, comparison_id: str) -> list[dict[str, Any]]:
+        return list(self.db.query("SELECT * FROM comparison_runs WHERE comparison_id = ? ORDER BY rowid",
+                                  [comparison_id]))
+
     def set_human_verdict(self, candidate_id: int, verdict: str | None) -> None:
         """Record a person's verdict on a candidate (None clears it)."""
         if verdict not in HUMAN_VERDICTS:
@@ -489,7 +580,8 @@ class RunStore:
         if table not in ROUND_TABLES:  # runs has no run_id column: use run()/runs()
             raise ValueError(f"rows()/count() take one of {', '.join(ROUND_TABLES)}")
         self._check_columns(table, list(equals))
-        clauses, params = ["run_id = ?"], [run_id]
+        clauses = ["run_id = ?"]
+        params: list[Any] = [run_id]  # round and cell values join the run id
         if round is not None:
             clauses.append("round = ?")
             params.append(round)

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .backends.base import Adapter, StepInfo, TrainExample, TrainSpec
+from .backends.lengths import dropped_warning
 from .config import TaskConfig, TrainConfig
 from .data import Example
 from .events import Event, Reporter, silent
@@ -15,9 +16,12 @@ from .seeds import derive
 
 def training_examples(task: TaskConfig, train: Sequence[Example],
                       synthetic: Sequence[tuple[str, str]]) -> tuple[TrainExample, ...]:
-    """Chat-form pairs rendered like evaluation prompts (same system prompt, same template)."""
-    real = [TrainExample(student_messages(task, ex.input, ex.system), ex.output) for ex in train]
-    made = [TrainExample(student_messages(task, text), answer) for text, answer in synthetic]
+    """Chat-form pairs rendered like evaluation prompts (same system prompt, same template, a
+    conversation's earlier turns kept); synthetic samples are single-turn."""
+    real = [TrainExample(student_messages(task, ex.input, ex.system, ex.context), ex.output, ex.id)
+            for ex in train]
+    made = [TrainExample(student_messages(task, text), answer, f"synthetic-{i}")
+            for i, (text, answer) in enumerate(synthetic, 1)]
     return tuple(real + made)
 
 
@@ -43,6 +47,9 @@ def train_student(trainer: object, spec: TrainSpec, *, report: Reporter = silent
         report(Event("advance", "train", round_, advance=1, message=f"{loss}{rate}"))
 
     adapter = trainer.train(spec, on_step=on_step, should_stop=should_stop)  # type: ignore[attr-defined]
+    if adapter.dropped_ids:  # the backend left them out rather than cut their answers
+        report(Event("log", "train", round_,
+                     message=dropped_warning(adapter.dropped_ids, len(spec.examples), spec.max_length)))
     report(Event("end", "train", round_))
     return adapter
 

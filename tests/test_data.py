@@ -309,22 +309,44 @@ def test_cross_split_duplicates_exact_and_near() -> None:
 def test_check_splits_counts_and_warnings() -> None:
     splits = Splits(
         train=[ex("t1", "how many legs does a spider have")],
-        validation=[ex("v1", "How many legs does a spider have?", "validation")],
+        validation=[ex("v1", "How many legs does a spider have?", "validation"),
+                    ex("v2", "what colour is the sky at noon", "validation")],
     )
     report = check_splits(splits)
-    assert report.counts == {"train": 1, "validation": 1, "test": 0}
+    assert report.counts == {"train": 1, "validation": 2, "test": 0}
     assert len(report.warnings) == 1 and "'v1'" in report.warnings[0] and "'t1'" in report.warnings[0]
 
 
-def test_check_splits_caps_warnings() -> None:
+def test_partial_overlap_is_one_summary_line() -> None:
     texts = [f"question number {i} about item {i}" for i in range(25)]
     splits = Splits(
         train=[ex(f"t{i}", t) for i, t in enumerate(texts)],
-        validation=[ex(f"v{i}", t, "validation") for i, t in enumerate(texts)],
+        validation=[ex(f"v{i}", t, "validation") for i, t in enumerate(texts)]
+        + [ex("fresh", "a question nobody asked before", "validation")],
     )
     report = check_splits(splits)
-    assert len(report.duplicates) == 25 and len(report.warnings) == 21
-    assert report.warnings[-1] == "... and 5 more cross-split duplicates"
+    assert len(report.duplicates) == 25
+    (line,) = report.warnings
+    assert line.startswith("25 held-out items repeat an input of another split")
+    assert all(f"validation 'v{i}'" in line for i in range(3)) and "'v3'" not in line
+    assert line.endswith("; ...")
+
+
+@pytest.mark.parametrize("split, earlier", [("validation", "train"), ("test", "train"), ("test", "validation")])
+def test_a_held_out_split_identical_to_an_earlier_one_is_an_error(tmp_path: Path, split: str,
+                                                                  earlier: str) -> None:
+    def rows(name: str) -> list[dict[str, str]]:
+        if name not in (split, earlier):
+            return [{"prompt": f"Spell the {name} word {i}", "completion": name} for i in range(3)]
+        shout = str.upper if name == split else str  # equal after normalisation is equal
+        return [{"prompt": shout(f"What is {i} plus {i}?"), "completion": str(2 * i)} for i in range(4)]
+
+    files = {name: write_jsonl(tmp_path / f"{name}.jsonl", rows(name)) for name in ("train", "validation", "test")}
+    splits = load_splits(DataConfig(**{name: str(path) for name, path in files.items()}))
+    with pytest.raises(DataError) as info:
+        check_splits(splits)
+    assert str(info.value).startswith(f"{files[split]}: the {split} split repeats the {earlier} split")
+    assert "4 inputs" in str(info.value)
 
 
 def test_check_splits_no_duplicates_no_warnings() -> None:

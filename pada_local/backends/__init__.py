@@ -11,7 +11,8 @@ from ..errors import BackendUnavailable
 
 TRAINERS = {
     "peft": ("pada_local.backends.peft_trainer", "PeftTrainer", "transformers", "pip install 'pada-local'"),
-    "unsloth": ("pada_local.backends.unsloth_trainer", "UnslothTrainer", "unsloth", "pip install 'pada-local[unsloth]'"),
+    "unsloth": ("pada_local.backends.unsloth_trainer", "UnslothTrainer", "unsloth",
+                "pip install 'pada-local[unsloth]'"),
     "mlx": ("pada_local.backends.mlx_trainer", "MLXTrainer", "mlx_lm", "pip install 'pada-local[mlx]'"),
 }
 
@@ -26,7 +27,8 @@ GENERATORS = {
 def get_generator(name: str, *args: Any, **kwargs: Any) -> Any:
     """Build the named generator; its library is imported only now."""
     if name not in GENERATORS:
-        raise BackendUnavailable(f"unknown generator backend '{name}'", hint=f"one of: {', '.join(GENERATORS)}")
+        raise BackendUnavailable(f"unknown generator backend '{name}'",
+                                 hint=f"one of: {', '.join(GENERATORS)}")
     module, cls = GENERATORS[name]
     return getattr(importlib.import_module(module), cls)(*args, **kwargs)
 
@@ -61,7 +63,8 @@ def choose_trainer(requested: str) -> tuple[str, str]:
 
 def _check_available(name: str) -> None:
     if name not in TRAINERS:
-        raise BackendUnavailable(f"unknown trainer backend '{name}'", hint=f"one of: auto, {', '.join(TRAINERS)}")
+        raise BackendUnavailable(f"unknown trainer backend '{name}'",
+                                 hint=f"one of: auto, {', '.join(TRAINERS)}")
     module, _, package, install = TRAINERS[name]
     if not _has(package) or importlib.util.find_spec(module) is None:
         raise BackendUnavailable(f"trainer backend '{name}' is not installed here", hint=install)

@@ -44,7 +44,9 @@ class Generator(Protocol):
 
     supports_schema: bool
 
-    def generate(self, requests: Sequence[ChatRequest], on_item: OnItem | None = None) -> list[Completion]: ...
+    # One Completion per request, in order: callers zip the two (strict).
+    def generate(self, requests: Sequence[ChatRequest],
+                 on_item: OnItem | None = None) -> list[Completion]: ...
 
 
 class Embedder(Protocol):
@@ -54,10 +56,12 @@ class Embedder(Protocol):
 
 @dataclass(frozen=True)
 class TrainExample:
-    """A training pair in chat form; loss is taken on `answer` only."""
+    """A training pair in chat form; loss is taken on `answer` only. `id` names it in warnings
+    (a data item's id, or "synthetic-N")."""
 
     prompt_messages: tuple[dict[str, str], ...]
     answer: str
+    id: str = ""
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,12 @@ class Adapter:
     seconds: float
     tokens: int
     history: tuple[StepInfo, ...] = field(default_factory=tuple)
+    # Examples left out because prompt + answer exceed max_length (see lengths.fit_spec).
+    dropped_ids: tuple[str, ...] = ()
+
+    @property
+    def dropped(self) -> int:
+        return len(self.dropped_ids)
 
 
 class Trainer(Protocol):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,6 +40,7 @@ class LlamaCppGenerator:
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.seed = seed
+        self.n_ctx = n_ctx
         self.llm = _load(self.model_path, n_ctx, n_threads, n_gpu_layers, seed, lora_path)
 
     def generate(self, requests: Sequence[ChatRequest], on_item: OnItem | None = None) -> list[Completion]:
@@ -55,7 +57,13 @@ class LlamaCppGenerator:
         # arithmetic slightly, and a resumed run must sample exactly what the first one did.
         self.llm.reset()
         start = time.perf_counter()
-        reply = self.llm.create_chat_completion(**self._kwargs(req))
+        try:
+            reply = self.llm.create_chat_completion(**self._kwargs(req))
+        except ValueError as err:
+            too_long = _too_long(str(err), self.n_ctx, self.llm.n_ctx())
+            if too_long is None:
+                raise
+            return too_long
         seconds = time.perf_counter() - start
         choice = reply["choices"][0]
         text = choice["message"].get("content") or ""
@@ -103,6 +111,21 @@ def _validated(done: Completion, req: ChatRequest) -> Completion:
         where = ".".join(str(p) for p in first["loc"]) or "reply"
         return _failed(done, f"invalid reply: {where}: {first['msg']}")
     return Completion(**{**done.__dict__, "data": data})
+
+
+def _too_long(message: str, n_ctx: int, window: int) -> Completion | None:
+    """llama-cpp-python refuses a prompt that fills the context window with a ValueError; that
+    is one item's failure (a rejected row), not the run's. None for any other ValueError."""
+    found = _TOO_LONG.search(message)
+    if found is None:
+        return None
+    # llama.cpp may round the window up (to 256 at least): name both when they differ.
+    real = "" if window == n_ctx else f", a window of {window} here"
+    return Completion(text="", ok=False, prompt_tokens=int(found.group(1)),
+                      error=f"prompt too long for teacher.n_ctx={n_ctx} ({found.group(1)} tokens{real})")
+
+
+_TOO_LONG = re.compile(r"Requested tokens \((\d+)\) exceed context window")
 
 
 def _failed(done: Completion, error: str) -> Completion:

@@ -21,13 +21,14 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, ModelError
 from .base import Adapter, StepInfo, TrainSpec
+from .lengths import fit_spec
 
 _EMBEDDINGS = ("embed_tokens", "lm_head")
 
@@ -71,13 +72,14 @@ class MLXTrainer:
         if self.load_in_4bit or (self.load_in_4bit is None and mx.metal.is_available()):
             _quantize(model)
         lora = _add_lora(model, spec)
+        spec, dropped = fit_spec(spec, tokenizer)  # the rule every backend applies: drop, never cut
         rows = _tokenize(spec, tokenizer)
         run = _Run(spec, model, rows, on_step, should_stop)
         run.loop()
         tmp = spec.out_dir.with_name(spec.out_dir.name + ".tmp")
         _save(model, lora, spec, tmp)
         _replace_dir(tmp, spec.out_dir)
-        return Adapter(spec.out_dir, run.steps, run.seconds, run.tokens, tuple(run.history))
+        return Adapter(spec.out_dir, run.steps, run.seconds, run.tokens, tuple(run.history), dropped)
 
 
 def _load(base_dir: Path) -> tuple[Any, Any]:
@@ -121,22 +123,14 @@ def _leaf_names(model: Any) -> set[str]:
 
 
 def _tokenize(spec: TrainSpec, tokenizer: Any) -> list[tuple[list[int], int]]:
-    """(tokens, answer offset) per example, cut to max_length; an example left without answer
-    tokens teaches nothing and would make a batch's loss 0/0, so it is dropped."""
+    """(tokens, answer offset) per example. `fit_spec` has already left out every example longer
+    than max_length or without an answer token, so none is cut here."""
     from mlx_lm.tuner.datasets import ChatDataset
 
-    chats = [{"messages": [*ex.prompt_messages, {"role": "assistant", "content": ex.answer}]} for ex in spec.examples]
+    chats = [{"messages": [*ex.prompt_messages, {"role": "assistant", "content": ex.answer}]}
+             for ex in spec.examples]
     data = ChatDataset(chats, tokenizer, mask_prompt=True)
-    rows = []
-    for chat in chats:
-        tokens, offset = data.process(chat)
-        tokens = list(tokens)[: spec.max_length]
-        if offset < len(tokens):
-            rows.append((tokens, offset))
-    if not rows:
-        raise ConfigError(f"train.max_length={spec.max_length} leaves no answer tokens in any example",
-                          hint="raise train.max_length")
-    return rows
+    return [(list(tokens), offset) for tokens, offset in map(data.process, chats)]
 
 
 def answer_loss(model: Any, batch: Any, lengths: Any) -> tuple[Any, Any]:
@@ -175,7 +169,8 @@ class _Run:
     def loop(self) -> None:
         from mlx_lm.tuner.trainer import iterate_batches
 
-        batches = iterate_batches(self.rows, self.batch_size, self.spec.max_length, loop=True, seed=self.spec.seed)
+        batches = iterate_batches(self.rows, self.batch_size, self.spec.max_length, loop=True,
+                                  seed=self.spec.seed)
         step = self._compiled_step()
         self.model.train()
         start = time.perf_counter()
@@ -235,13 +230,15 @@ def total_steps(spec: TrainSpec, n: int, batch_size: int) -> int:
     return max(1, math.ceil(per_epoch * spec.epochs))
 
 
-def _fill_batches(rows: list[tuple[list[int], int]], batch_size: int, seed: int) -> list[tuple[list[int], int]]:
+def _fill_batches(rows: list[tuple[list[int], int]], batch_size: int,
+                  seed: int) -> list[tuple[list[int], int]]:
     """mlx-lm drops the rows that do not fill a last batch, always the longest ones (it batches
     by length); repeating a few random rows instead trains every example each epoch."""
     import numpy as np
 
     short = -len(rows) % batch_size
-    extra = np.random.RandomState(seed).choice(len(rows), size=short, replace=False) if short else []
+    extra: Iterable[int] = (np.random.RandomState(seed).choice(len(rows), size=short, replace=False)
+                            if short else [])
     return rows + [rows[int(i)] for i in extra]
 
 
@@ -278,7 +275,8 @@ def to_peft(weights: dict[str, Any], spec: TrainSpec, out: Path) -> None:
             raise ModelError(f"unexpected trainable parameter '{name}' in the mlx model")
         if f"{module}.weight" not in known:
             raise ModelError(f"mlx module '{module}' has no weight of that name in {spec.base_dir}",
-                             hint="this architecture names its layers differently in mlx-lm; use backend 'peft'")
+                             hint="this architecture names its layers differently in mlx-lm; "
+                                  "use backend 'peft'")
         peft_leaf = "lora_A" if leaf == "lora_a" else "lora_B"
         tensors[f"base_model.model.{module}.{peft_leaf}.weight"] = np.ascontiguousarray(
             np.array(value.astype(mx.float32)).T)

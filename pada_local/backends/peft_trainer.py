@@ -1,7 +1,8 @@
 """LoRA with TRL's SFTTrainer + peft: CPU everywhere, CUDA/MPS where present.
 
 Examples go in as conversational prompt/completion pairs, so TRL renders them with the
-student's own chat template and takes the loss on the completion (the answer) only.
+student's own chat template and takes the loss on the completion (the answer) only. An example
+longer than max_length is left out first (lengths.fit_spec), never cut by TRL.
 Training always starts from the base weights (LLM2LLM found that better than continuing).
 """
 
@@ -30,14 +31,17 @@ class PeftTrainer:
         should_stop: Callable[[], bool] | None = None,
     ) -> Adapter:
         from .hf import load_model, load_tokenizer, pick_device, quiet_libraries
+        from .lengths import fit_spec
 
         quiet_libraries()
 
         device = pick_device()
         tokenizer = load_tokenizer(spec.base_dir)
+        spec, dropped = fit_spec(spec, tokenizer)  # TRL would cut them: drop them, named, instead
         model = load_model(spec.base_dir, device=device).train()
         history: list[StepInfo] = []
-        trainer = _sft_trainer(spec, model, tokenizer, device, progress_callback(history, on_step, should_stop))
+        trainer = _sft_trainer(spec, model, tokenizer, device,
+                               progress_callback(history, on_step, should_stop))
         start = time.perf_counter()
         trainer.train()
         tmp = spec.out_dir.with_name(spec.out_dir.name + ".tmp")
@@ -45,7 +49,8 @@ class PeftTrainer:
         tokenizer.save_pretrained(str(tmp))
         replace_dir(tmp, spec.out_dir)
         tokens = int(trainer.state.num_input_tokens_seen or 0) or _estimate_tokens(history)
-        return Adapter(spec.out_dir, trainer.state.global_step, time.perf_counter() - start, tokens, tuple(history))
+        return Adapter(spec.out_dir, trainer.state.global_step, time.perf_counter() - start, tokens,
+                       tuple(history), dropped)
 
 
 def sft_rows(spec: TrainSpec) -> Any:
@@ -130,8 +135,8 @@ def progress_callback(history: list[StepInfo], on_step: Callable[[StepInfo], Non
             now, tokens = time.perf_counter(), int(state.num_input_tokens_seen or 0)
             rate = (tokens - self.last[1]) / max(now - self.last[0], 1e-9) if tokens else None
             self.last = (now, tokens)
-            info = StepInfo(state.global_step, state.max_steps, _f(logs.get("loss")), _f(logs.get("learning_rate")),
-                            _f(logs.get("epoch")), rate, now - self.t0)
+            info = StepInfo(state.global_step, state.max_steps, _f(logs.get("loss")),
+                            _f(logs.get("learning_rate")), _f(logs.get("epoch")), rate, now - self.t0)
             history.append(info)
             if on_step is not None:
                 on_step(info)

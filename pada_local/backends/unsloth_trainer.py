@@ -56,11 +56,13 @@ class UnslothTrainer:
         import torch
 
         from .hf import quiet_libraries
+        from .lengths import fit_spec
         from .peft_trainer import progress_callback, replace_dir
 
         quiet_libraries()
         cuda = bool(torch.cuda.is_available())
         model, tokenizer = _load(fast, spec, cuda)
+        spec, dropped = fit_spec(spec, tokenizer)  # with Unsloth's tokenizer: it is the one TRL uses
         history: list[StepInfo] = []
         trainer = _sft_trainer(spec, model, tokenizer, cuda, progress_callback(history, on_step, should_stop))
         start = time.perf_counter()
@@ -71,7 +73,7 @@ class UnslothTrainer:
         tokenizer.save_pretrained(str(tmp))
         replace_dir(tmp, spec.out_dir)
         tokens = int(trainer.state.num_input_tokens_seen or 0)
-        return Adapter(spec.out_dir, trainer.state.global_step, seconds, tokens, tuple(history))
+        return Adapter(spec.out_dir, trainer.state.global_step, seconds, tokens, tuple(history), dropped)
 
 
 def _import_unsloth() -> Any:

@@ -37,6 +37,7 @@ class _Item:
     input: str
     reference: str
     system: str | None = None
+    context: tuple[tuple[str, str], ...] = ()  # earlier turns of a conversation
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def _slice(plan: Plan) -> list[_Item]:
     data = plan.cfg.data
     try:
         examples = load_split(data.validation, data.fields, "validation", data.limit)
-        return _spread([_Item(ex.input, ex.output, ex.system) for ex in examples], SLICE)
+        return _spread([_Item(ex.input, ex.output, ex.system, ex.context) for ex in examples], SLICE)
     except (DataError, OSError):
         pass
     with Ledger.open(plan.store) as ledger:
@@ -115,7 +116,7 @@ def _reference(plan: Plan, items: list[_Item], progress: StageProgress) -> tuple
 
 
 def _messages(plan: Plan, item: _Item) -> tuple[dict[str, str], ...]:
-    return student_messages(plan.cfg.task, item.input, item.system)
+    return student_messages(plan.cfg.task, item.input, item.system, item.context)
 
 
 def _requests(plan: Plan, items: list[_Item], max_tokens: int | None = None) -> list[ChatRequest]:
