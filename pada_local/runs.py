@@ -339,10 +339,12 @@ class Ledger:
         return self.store.create_comparison(name=name, config=config, strategies=strategies, seeds=seeds)
 
     def comparison(self, prefix: str) -> Row:
-        return self.store.comparison(prefix)
+        """A comparison, its status effective as a run's is (a dead process reads interrupted)."""
+        row = self.store.comparison(prefix)
+        return {**row, "status": effective_status(row)}
 
     def comparisons(self) -> list[Row]:
-        return self.store.comparisons()
+        return [{**row, "status": effective_status(row)} for row in self.store.comparisons()]
 
     def comparison_runs(self, comparison_id: str) -> list[Row]:
         """(run_id, strategy, seed) of each run in the grid, with the run's effective status."""

@@ -105,6 +105,51 @@ def _add_baseline_run(path: Path, like: str) -> str:
     return run_id
 
 
+def _test_items(scores: list[float]) -> list[dict[str, Any]]:
+    return [{"model": "trained", "split": "test", "item_id": f"t{i}", "input": "q", "reference": "a",
+             "prediction": "a" if score else "b", "score": score} for i, score in enumerate(scores)]
+
+
+def _add_grid_run(store: RunStore, strategy: str, seed: int, test: list[list[float]],
+                  reused_from: str | None = None) -> str:
+    """One recorded (not computed) run of a comparison: rounds 0 and 1 with their sealed-test
+    rows; validation rises with the round, so round 1 is the selected one. A round 0 reused
+    from another run is recorded as such, as `pada compare` does."""
+    name = f"grid/{strategy}/s{seed}"
+    run_id = store.create_run(name=name, task="t", strategy=strategy, student="s", teacher="t",
+                              config={"name": name}, seed=seed, versions={})
+    made = 6 if strategy == "pada" else 0  # samples per augmentation round, 4 of them accepted
+    for r, scores in enumerate(test):
+        reuse = reused_from if r == 0 else None
+        store.write_stage(run_id, r, "eval", rows={"eval_items": _test_items(scores)},
+                          stats={"seconds": 0.0 if reuse else 30.0, "items": len(scores)})
+        store.upsert_round(run_id, r, status="done", val_score=0.5 + 0.1 * r, reused_from=reuse,
+                           test_score=sum(scores) / len(scores), n_synthetic=made * r,
+                           n_accepted=made * r * 2 // 3)
+    if made:
+        store.write_stage(run_id, 1, "generate",
+                          stats={"seconds": 60.0, "prompt_tokens": 900, "completion_tokens": 100})
+    store.set_run(run_id, status="finished", best_round=1, best_val=0.6,
+                  best_test=sum(test[1]) / len(test[1]))
+    return run_id
+
+
+def _add_comparison(path: Path) -> str:
+    """A finished 2-strategy x 2-seed comparison, recorded by hand (no model runs): `pada`
+    scores 20 points above `none` on the sealed test with every seed."""
+    with RunStore(path) as store:
+        cid = store.create_comparison(name="grid", config={}, strategies=["none", "pada"], seeds=[0, 1])
+        for seed in (0, 1):
+            base = [1.0] * (5 + seed) + [0.0] * (5 - seed)
+            none = _add_grid_run(store, "none", seed, [base, base])
+            better = [1.0] * (7 + seed) + [0.0] * (3 - seed)
+            store.add_comparison_run(cid, none, "none", seed)
+            pada = _add_grid_run(store, "pada", seed, [base, better], reused_from=none)
+            store.add_comparison_run(cid, pada, "pada", seed)
+        store.set_comparison(cid, status="finished")
+    return cid
+
+
 # ---------------------------------------------------------------- runs screen
 
 
@@ -165,6 +210,78 @@ def test_delete_asks_first(real_run, store_copy):
         with RunStore(store_copy) as store:
             assert victim not in [r["id"] for r in store.runs()]
             assert store.count("candidates", victim) == 0  # its rows went with it
+
+    drive(app, scenario)
+
+
+def test_a_stored_comparison_opens_in_the_compare_screen(tmp_path):
+    from tui.screens.compare import ComparisonsModal
+    from tui.widgets.charts import StrategyChart
+
+    store_path = tmp_path / "runs.db"
+    cid = _add_comparison(store_path)
+    with RunStore(store_path) as store:
+        expected = data.comparison_report(store, cid)
+    pada = next(s for s in expected["strategies"] if s["strategy"] == "pada")
+    app = create_app(store_path)
+
+    async def scenario(pilot):
+        assert "C: 1 stored comparison" in _plain(app.screen.query_one("#runs-empty", Static))
+        await pilot.press("C", "escape")  # the picker closes without opening anything
+        assert isinstance(app.screen, RunsScreen)
+        await pilot.press("C")
+        assert isinstance(app.screen, ComparisonsModal)
+        picker = table(app, "#comparisons-table")
+        assert picker.get_row_at(0)[:5] == [cid, "grid", "finished", "none,pada", "0,1"]
+        await pilot.press("enter")
+        screen = app.screen
+        assert isinstance(screen, CompareScreen) and screen.comparison_id == cid
+        await wait_for(pilot, lambda: screen.result is not None, what="the comparison's report")
+        t = table(app, "#compare-table")
+        assert column(t, 0) == ["none", "pada"]
+        none_row, pada_row = t.get_row_at(0), t.get_row_at(1)
+        assert none_row[2] == "55.0 ± 7.1" and none_row[4] == "-"  # test (selected); no difference to itself
+        assert pada_row[2] == "75.0 ± 7.1" and pada_row[3] == "75.0 ± 7.1" and pada_row[5] == "2/2"
+        assert pada_row[4].startswith("+20.0 [") and pada_row[7] == "8/12" and pada_row[8] == "2000"
+        notes = _plain(screen.query_one("#compare-verdicts", Static))
+        assert "pada vs none: +20.0 points [" in notes
+        assert f"better on 2 of 2 seeds: {pada['vs_none']['verdict']}" in notes
+        assert "round 0 reused: 6 rounds computed for 8 reported (2 saved)" in notes
+        chart = screen.query_one("#strategy-chart", StrategyChart)
+        assert chart.size.height > 0 and "seed 1" in chart.plt.build()
+        await pilot.press("escape")
+        assert isinstance(app.screen, RunsScreen)
+        no_errors(app)
+
+    drive(app, scenario)
+
+
+def test_a_comparison_that_cannot_be_read_shows_an_error(tmp_path):
+    store_path = tmp_path / "runs.db"
+    _add_comparison(store_path)
+    app = create_app(store_path)
+
+    async def scenario(pilot):
+        app.push_screen(CompareScreen(comparison_id="cmp-gone"))  # deleted, or a stale id
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal), what="the error modal")
+        assert "no comparison matches 'cmp-gone'" in app.screen.message
+        await pilot.press("escape")
+        assert "could not be read" in _plain(app.screen.query_one("#compare-verdicts", Static))
+
+    drive(app, scenario)
+
+
+def test_compare_marked_runs_still_works_beside_comparisons(tmp_path):
+    store_path = tmp_path / "runs.db"
+    _add_comparison(store_path)
+    app = create_app(store_path)
+
+    async def scenario(pilot):
+        await pilot.press("space", "space", "c")
+        assert isinstance(app.screen, CompareScreen) and app.screen.comparison_id is None
+        assert "samples accepted" in column(table(app, "#compare-table"), 0)
+        assert app.screen.query("#compare-chart") and not app.screen.query("#strategy-chart")
+        no_errors(app)
 
     drive(app, scenario)
 
@@ -614,3 +731,22 @@ def test_snapshot_new_run_form_with_errors_in_place(snap_compare):
         await _steady(pilot)
 
     assert snap_compare(app, run_before=open_form, terminal_size=(80, 24))
+
+
+def test_snapshot_comparison_screen(snap_compare, tmp_path, monkeypatch):
+    import itertools
+
+    import pada_local.store
+
+    ids = itertools.count()
+    monkeypatch.setattr(pada_local.store, "_new_run_id", lambda: f"snap-{next(ids)}")  # ids in the title
+    store_path = tmp_path / "runs.db"
+    _add_comparison(store_path)
+
+    async def open_comparison(pilot) -> None:
+        await pilot.press("C", "enter")
+        await wait_for(pilot, lambda: getattr(pilot.app.screen, "result", None) is not None,
+                       what="the comparison's report")
+        await _steady(pilot)
+
+    assert snap_compare(create_app(store_path), run_before=open_comparison, terminal_size=(80, 24))

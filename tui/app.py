@@ -3,7 +3,8 @@
 The app owns three things the screens share: the UI thread's run ledger (over a RunStore
 connection opened lazily, so browsing a path never creates a store), the one background job
 (a loop run, a resume or an export, in a thread worker), and error display (a modal with
-message and hint). Screens read and write runs only through `read` and `write`.
+message and hint). Screens read and write runs only through `read` and `write` (and
+`read_in_worker`, for a read that computes, from a thread worker).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from textual.binding import Binding
 from textual.worker import get_current_worker
 
 from pada_local.errors import Cancelled, PadaError
+from pada_local.events import Event
 from pada_local.runs import Ledger
 from pada_local.store import RunStore
 
@@ -77,6 +79,19 @@ class PadaApp(App[int]):
             return default
         self._shown_error = None
         return result
+
+    def read_in_worker(self, fn: Callable[[Ledger], T], default: T) -> T:
+        """read() for a thread worker whose read computes for a while (a comparison's paired
+        bootstrap): fn runs over a connection of its own, since the UI thread's ledger belongs to
+        the UI thread. Never creates a store; an error shows in the modal, on the UI thread."""
+        try:
+            if not self.store_path.is_file():
+                return default
+            with Ledger.open_existing(self.store_path) as ledger:
+                return fn(ledger)
+        except (PadaError, sqlite3.Error) as err:
+            self.call_from_thread(self._report_once, err)
+            return default
 
     def write(self, fn: Callable[[Ledger], Any]) -> bool:
         """Run a small write (delete a run, record a verdict) and say whether it worked."""
@@ -142,8 +157,13 @@ class PadaApp(App[int]):
 
         post = self.post_message
         try:
-            result = job.fn(lambda ev: post(JobEvent(job, ev)), should_stop,
-                            lambda rid: post(JobCreated(job, rid)))
+            def on_event(ev: Event) -> None:
+                post(JobEvent(job, ev))
+
+            def on_created(rid: str) -> None:
+                post(JobCreated(job, rid))
+
+            result = job.fn(on_event, should_stop, on_created)
         except Cancelled as err:
             post(JobDone(job, "cancelled", err))
         except Exception as err:  # noqa: BLE001 - shown as a modal; the loop marked the run failed

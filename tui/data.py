@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .format import duration, pct
+from .format import duration, pct, started
 
 VERDICT_FILTERS = ("all", "accepted", "rejected", "pending", "changed by you")
 Row = dict[str, Any]
@@ -115,3 +115,94 @@ def _round(rounds: list[Row], n: int) -> Row | None:
 
 def _pair(row: Row | None, a: str, b: str) -> str:
     return "-" if row is None else f"{pct(row[a])} / {pct(row[b])}"
+
+
+# ---------------------------------------------------------------- comparisons (`pada compare`)
+
+# The columns of `pada compare`'s terminal table (cli._show_comparison), with the difference to
+# `none` moved next to the test scores so that the answer stays visible at 80 columns.
+COMPARISON_COLUMNS = ("strategy", "seeds", "test (selected)", "test (last round)", "vs none (95% CI)",
+                      "wins", "val (selected)", "accepted/generated", "teacher tokens", "time")
+COMPARISON_LIST_COLUMNS = ("id", "name", "status", "strategies", "seeds", "started")
+
+
+def comparison_list_cells(row: Row) -> tuple[str, ...]:
+    """One row of report.comparison_list for the comparisons picker."""
+    return (row["id"], row["name"] or "-", row["status"], ",".join(row["strategies"]),
+            ",".join(map(str, row["seeds"])), started(row["created_at"]))
+
+
+def comparison_title(result: Row) -> str:
+    return (f"comparison {result['id']} ({result['status']}): sealed-test accuracy in %, mean ± sd over "
+            f"seeds {', '.join(map(str, result['seeds']))}")
+
+
+def spread(value: Row) -> str:
+    """{mean, sd} of 0..1 scores as '83.5 ± 1.2' (no spread for a single seed), '-' when missing."""
+    mean, sd = value["mean"], value["sd"]
+    if mean is None:
+        return "-"
+    return pct(mean) + ("" if sd is None else f" ± {pct(sd)}")
+
+
+def comparison_cells(s: Row) -> tuple[str, ...]:
+    """One strategy of report.comparison_report as a table row, in COMPARISON_COLUMNS order."""
+    vs = s.get("vs_none")
+    return (s["strategy"], str(len(s["seeds"])), spread(s["test_selected"]), spread(s["test_last"]),
+            "-" if vs is None else _interval(vs), "-" if vs is None else f"{vs['wins']}/{vs['seeds']}",
+            spread(s["val_selected"]),
+            f"{s['accepted']}/{s['generated']}", str(s["teacher_tokens"]), duration(s["seconds"]))
+
+
+def verdict_lines(s: Row) -> list[str]:
+    """The plain sentences `pada compare` prints under its table for one strategy: the difference
+    to `none` and its verdict, then (for `pada`) whether the targeted failures were fixed more."""
+    vs, pat = s.get("vs_none"), s.get("patterns")
+    lines = []
+    if vs is not None:
+        lines.append(f"{s['strategy']} vs none: {_interval(vs, ' points')}, "
+                     f"better on {vs['wins']} of {vs['seeds']} seeds: {vs['verdict']}")
+    if pat is not None and pat["targeted_share"] is not None:
+        other = "-" if pat["other_share"] is None else f"{100 * pat['other_share']:.0f}%"
+        lines.append(f"  patterns: {pat['targeted_fixed']}/{pat['targeted']} targeted validation failures "
+                     f"fixed ({100 * pat['targeted_share']:.0f}%) vs {pat['other_fixed']}/{pat['other']} "
+                     f"other failures ({other})")
+    return lines
+
+
+def cost_line(cost: Row) -> str:
+    """What computing round 0 once per seed saved."""
+    return (f"round 0 reused: {cost['rounds_computed']} rounds computed for {cost['rounds_naive']} "
+            f"reported ({cost['rounds_saved']} saved)")
+
+
+def progress_line(result: Row) -> str | None:
+    """How far an unfinished comparison got; None once it finished."""
+    if result["status"] == "finished":
+        return None
+    done = sum(c["status"] == "finished" for c in result["cells"])
+    total = len(result["strategies"]) * len(result["seeds"])
+    return f"comparison {result['status']}: {done} of {total} runs finished (r: read it again)"
+
+
+def seed_scores(result: Row) -> list[tuple[str, list[tuple[int, float]], float | None]]:
+    """Per strategy, the sealed-test score (selected round, in %) of each seed and their mean:
+    the comparison chart's points."""
+    out = []
+    for s in result["strategies"]:
+        cells = [c for c in result["cells"]
+                 if c["strategy"] == s["strategy"] and c["test_selected"] is not None]
+        mean = s["test_selected"]["mean"]
+        out.append((s["strategy"], [(c["seed"], 100 * c["test_selected"]) for c in cells],
+                    None if mean is None else 100 * mean))
+    return out
+
+
+def _points(value: float) -> str:
+    """A 0..1 difference in percentage points, signed."""
+    return f"{100 * value:+.1f}"
+
+
+def _interval(vs: Row, unit: str = "") -> str:
+    """The difference to `none` and its 95% interval: '+1.2 [-3.0, +5.1]'."""
+    return f"{_points(vs['difference'])}{unit} [{_points(vs['low'])}, {_points(vs['high'])}]"

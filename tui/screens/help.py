@@ -30,7 +30,7 @@ them and retrains. Everything lands in the run store shown in the title bar.
 | `n` | new run (a form, validated as you type) |
 | `r` | resume a cancelled, interrupted or failed run |
 | `d` | delete a run (asks first) |
-| `space`, `c` | mark runs, then compare them |
+| `space`, `c` | mark runs, then compare them; `C` a stored comparison |
 | `s`, click a header | sort; `/` filter |
 
 ## A run

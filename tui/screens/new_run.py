@@ -292,7 +292,7 @@ class NewRunScreen(PadaScreen):
             s = p.splits
             text = (f"✓ data: {len(s.train)} train, {len(s.validation)} validation, {len(s.test)} test "
                     f"items; trainer {p.trainer}; models found")
-            text += "".join(f"\n  warning: {w}" for w in p.report.warnings)
+            text += "".join(f"\n  warning: {w}" for w in p.warnings)
         self.app.call_from_thread(self._show_check, text)
 
     def _show_check(self, text: str) -> None:

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from pada_local.report import run_list
+from pada_local.report import comparison_list, run_list
 from pada_local.runs import RESUMABLE
 
 from .. import data
@@ -35,6 +35,8 @@ class RunsScreen(PadaScreen):
         Binding("d", "delete", "Delete"),
         Binding("space", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
+        # In the footer only once the store holds a comparison; "Comparison" keeps it within 80 columns.
+        Binding("C", "comparisons", "Comparison", tooltip="open a stored `pada compare` comparison"),
         Binding("s", "sort", "Sort", show=False),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "leave_filter", "Table", show=False),
@@ -46,6 +48,7 @@ class RunsScreen(PadaScreen):
         self.marked: set[str] = set()
         self.sort_key, self.sort_reverse = "created_at", True
         self._shown: list[tuple[Any, ...]] | None = None
+        self.comparisons = 0  # stored `pada compare` grids
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -78,7 +81,20 @@ class RunsScreen(PadaScreen):
 
     def reload(self) -> None:
         self.rows = self.pada.read(run_list, [])
+        count = len(self.comparison_rows())
+        if count != self.comparisons:
+            self.comparisons = count
+            self._shown = None  # the note under the table counts them
+            self.refresh_bindings()
         self._redraw()
+
+    def comparison_rows(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self.pada.read(comparison_list, [])
+        return rows
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Most stores hold no comparison: keep the footer's width for the keys that do something.
+        return self.comparisons > 0 if action == "comparisons" else True
 
     def visible_rows(self) -> list[dict[str, Any]]:
         text = self.query_one("#runs-filter", Input).value
@@ -116,8 +132,10 @@ class RunsScreen(PadaScreen):
         elif not shown:
             note.update("No run matches the filter (escape, then clear it).")
         else:
+            plural = "s" if self.comparisons > 1 else ""
+            grids = f" · C: {self.comparisons} stored comparison{plural}" if self.comparisons else ""
             note.update(f"{shown} of {len(self.rows)} runs · enter: open · "
-                        f"{len(self.marked)} marked for compare")
+                        f"{len(self.marked)} marked for compare{grids}")
 
     def current_id(self) -> str | None:
         table = self.query_one("#runs-table", DataTable)
@@ -197,6 +215,19 @@ class RunsScreen(PadaScreen):
             self.notify("mark two or more runs with space, then press c", severity="warning")
             return
         self.app.push_screen(CompareScreen(order))
+
+    def action_comparisons(self) -> None:
+        from .compare import ComparisonsModal
+
+        rows = self.comparison_rows()
+        if rows:
+            self.app.push_screen(ComparisonsModal(rows), self._open_comparison)
+
+    def _open_comparison(self, comparison_id: str | None) -> None:
+        from .compare import CompareScreen
+
+        if comparison_id is not None:
+            self.app.push_screen(CompareScreen(comparison_id=comparison_id))
 
     def action_resume(self) -> None:
         row = self.current()

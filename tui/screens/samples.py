@@ -3,7 +3,7 @@ quality control (recorded as a human verdict, which the next round's training ho
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from rich.console import Group
 from rich.rule import Rule
@@ -107,7 +107,7 @@ class SamplesScreen(PadaScreen):
                 self.query_one("#filter-pattern", Select).value = self.pattern
 
     def on_select_changed(self, event: Select.Changed) -> None:
-        value = None if event.value is Select.NULL else event.value
+        value = None if event.value is Select.NULL else cast("int | None", event.value)
         if event.select.id == "filter-round":
             self.round = value
         elif event.select.id == "filter-pattern":

@@ -1,4 +1,5 @@
-"""Terminal charts over textual-plotext: scores per round, training loss, runs compared."""
+"""Terminal charts over textual-plotext: scores per round, training loss, runs compared, and a
+comparison's strategies (one point per seed)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ class ScoreChart(PlotextPlot):
             if pts:
                 plt.plot([x for x, _ in pts], [y for _, y in pts], label=name, marker="braille")
         if points:
-            plt.xticks(xs, [p[0] for p in points])
+            plt.xticks([float(x) for x in xs], [p[0] for p in points])
             plt.ylim(0, 100)
         self.refresh()
 
@@ -55,3 +56,38 @@ class CompareChart(PlotextPlot):
             plt.xticks(list(range(len(labels))), [p[0] for p in labels])
             plt.ylim(0, 100)
         self.refresh()
+
+
+SeedScores = tuple[str, list[tuple[int, float]], float | None]  # (strategy, [(seed, test %)], mean %)
+
+
+class StrategyChart(PlotextPlot):
+    """A comparison's sealed-test score per strategy: one point per seed, a bar at the mean.
+    Seeds stand a little apart so that equal scores stay visible as separate points."""
+
+    def show(self, strategies: list[SeedScores]) -> None:
+        plt = self.plt
+        plt.clear_figure()
+        values = [y for _, pts, _ in strategies for _, y in pts]
+        plt.title("sealed test per strategy (%): a point per seed, a bar at the mean" if values
+                  else "no sealed-test scores yet")
+        seeds = sorted({seed for _, pts, _ in strategies for seed, _ in pts})
+        for j, seed in enumerate(seeds):
+            shift = 0.12 * (j - (len(seeds) - 1) / 2)
+            pts = [(i + shift, y) for i, (_, ps, _) in enumerate(strategies) for s, y in ps if s == seed]
+            plt.scatter([x for x, _ in pts], [y for _, y in pts], label=f"seed {seed}", marker="●")
+        self._means(strategies)
+        if values:
+            plt.xticks(list(range(len(strategies))), [name for name, _, _ in strategies])
+            plt.xlim(-0.5, len(strategies) - 0.5)
+            # Differences of a few points matter here: zoom on the scores, not on 0..100.
+            plt.ylim(max(0.0, min(values) - 5), min(100.0, max(values) + 5))
+        self.refresh()
+
+    def _means(self, strategies: list[SeedScores]) -> None:
+        labelled = False
+        for i, (_, _, mean) in enumerate(strategies):
+            if mean is not None:
+                self.plt.plot([i - 0.3, i + 0.3], [mean, mean], marker="─", color="white",
+                              label=None if labelled else "mean")
+                labelled = True

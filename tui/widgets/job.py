@@ -89,4 +89,4 @@ class JobBar(Static):
             self.update(job_line(job).append("   l: progress", "dim"))
 
     def on_click(self) -> None:
-        self.app.run_action("live")
+        self.run_worker(self.app.run_action("live"))  # run_action is a coroutine: schedule it

@@ -1,0 +1,172 @@
+"""`pada compare`: every strategy with every seed on the same data, models and budget.
+
+Sequencing only: each cell of the grid is an ordinary run (the orchestrator in loop.py) with
+`loop.fixed_rounds` on, so every strategy trains the same number of models and picks its
+result by the same rule; the runs are grouped under a comparison record in the store. Round 0
+(zero-shot + LoRA on D_train) depends only on the seed, so it is computed once per seed and
+reused by the other strategies (recorded as reused, same adapter file and checksum). A
+comparison resumes like a run: finished cells are skipped, an interrupted one continues.
+The numbers it reports are computed in report.py (comparison_report).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import Config, from_dict
+from .engines import versions
+from .errors import Cancelled, ConfigError, PadaError
+from .events import Event, Reporter, silent
+from .loop import Orchestrator, StopCheck, preflight
+from .runs import Ledger
+
+STRATEGIES = ("none", "llm2llm", "paraphrase", "pada")
+
+
+def plan(raw: dict[str, Any], base: Path, strategies: Sequence[str],
+         n_seeds: int) -> tuple[list[str], list[int]]:
+    """Check the grid before anything runs: known strategies, `none` included (the baseline
+    every other strategy is measured against), at least one seed and one round."""
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        raise ConfigError(f"unknown strategies: {', '.join(unknown)}",
+                          hint=f"choose from {', '.join(STRATEGIES)}")
+    if "none" not in strategies:
+        raise ConfigError("a comparison needs the `none` baseline", hint="add none to --strategies")
+    if n_seeds < 1:
+        raise ConfigError("--seeds must be at least 1")
+    cfg = from_dict(raw, base, "comparison config")
+    if cfg.loop.rounds < 1:
+        raise ConfigError("a comparison needs loop.rounds >= 1", hint="--set loop.rounds=2")
+    first = cfg.loop.seed
+    return list(dict.fromkeys(strategies)), [first + i for i in range(n_seeds)]
+
+
+def cell_config(saved: dict[str, Any], strategy: str, seed: int) -> Config:
+    """One cell's config: the comparison's config with this strategy and seed, fixed rounds."""
+    raw = copy.deepcopy(saved["raw"])
+    raw.setdefault("loop", {}).update(strategy=strategy, seed=seed, fixed_rounds=True)
+    raw["name"] = f"{saved['raw'].get('name', 'run')}/{strategy}/s{seed}"
+    return from_dict(raw, Path(saved["base"]), f"comparison cell {strategy}/seed {seed}")
+
+
+def start(raw: dict[str, Any], base: Path, strategies: Sequence[str], n_seeds: int, *,
+          report: Reporter = silent, should_stop: StopCheck | None = None,
+          on_created: Callable[[str], None] | None = None) -> str:
+    """Record a new comparison and run its grid. Returns the comparison id."""
+    strategies, seeds = plan(raw, base, strategies, n_seeds)
+    cfg = from_dict(raw, base, "comparison config")
+    _warn_fixed_seeds(raw, report)
+    # Pin the run outputs to absolute paths, so a resume from another folder finds them.
+    saved = {"raw": {**raw, "store": str(cfg.store), "workdir": str(cfg.workdir)}, "base": str(base)}
+    with Ledger.open(cfg.store) as ledger:
+        cid = ledger.create_comparison(name=cfg.name, config=saved, strategies=strategies, seeds=seeds)
+        if on_created is not None:
+            on_created(cid)
+        report(Event("log", "compare", message=f"comparison {cid} (store {cfg.store})"))
+        return Grid(ledger, cid, report, should_stop).run()
+
+
+def resume(store: Path, comparison_id: str, *, report: Reporter = silent,
+           should_stop: StopCheck | None = None) -> str:
+    """Continue a comparison: finished runs are skipped, an interrupted one resumes."""
+    with Ledger.open_existing(store) as ledger:
+        cid = ledger.comparison(comparison_id)["id"]
+        check_not_running(ledger, cid)
+        report(Event("log", "compare", message=f"resuming comparison {cid}"))
+        return Grid(ledger, cid, report, should_stop).run()
+
+
+def _warn_fixed_seeds(raw: dict[str, Any], report: Reporter) -> None:
+    for section in ("train", "teacher"):
+        if isinstance(raw.get(section), dict) and raw[section].get("seed") is not None:
+            report(Event("log", "compare", message=f"warning: {section}.seed is set, so every seed of the "
+                         f"comparison uses it; unset it to let loop.seed vary {section}"))
+
+
+class Grid:
+    """Runs the cells of one comparison in order: seed by seed, strategy by strategy."""
+
+    def __init__(self, ledger: Ledger, cid: str, report: Reporter, should_stop: StopCheck | None) -> None:
+        self.ledger, self.cid, self.report = ledger, cid, report
+        self.should_stop = should_stop or (lambda: False)
+        row = ledger.comparison(cid)
+        self.saved = json.loads(row["config_json"])
+        self.strategies: list[str] = json.loads(row["strategies_json"])
+        self.seeds: list[int] = json.loads(row["seeds_json"])
+
+    def run(self) -> str:
+        self.ledger.mark_comparison(self.cid, "running")
+        cells = [(seed, strategy) for seed in self.seeds for strategy in self.strategies]
+        self.report(Event("start", "grid", None, total=len(cells)))
+        try:
+            for seed, strategy in cells:
+                self._cell(strategy, seed)
+                self.report(Event("advance", "grid", None, advance=1, message=f"{strategy} seed {seed}"))
+        except (Cancelled, KeyboardInterrupt):
+            self.ledger.mark_comparison(self.cid, "interrupted")
+            raise
+        except Exception as err:
+            self.ledger.mark_comparison(self.cid, "failed", error=f"{type(err).__name__}: {err}")
+            raise
+        self.report(Event("end", "grid", None))
+        self.ledger.mark_comparison(self.cid, "finished")
+        return self.cid
+
+    def _cell(self, strategy: str, seed: int) -> None:
+        known = {(x["strategy"], x["seed"]): x for x in self.ledger.comparison_runs(self.cid)}
+        cell = known.get((strategy, seed))
+        if cell is not None and cell["status"] == "finished":
+            return
+        cfg = cell_config(self.saved, strategy, seed)
+        if cell is None:
+            run_id = self._new_run(cfg, strategy, seed)
+        else:
+            run_id = cell["run_id"]
+            self.ledger.check_resumable(run_id)
+        self.report(Event("log", "compare", message=f"{strategy}, seed {seed}: run {run_id}"))
+        prepared = preflight(cfg)
+        Orchestrator(prepared, self.ledger, run_id, report=self.report, should_stop=self.should_stop).run()
+
+    def _new_run(self, cfg: Config, strategy: str, seed: int) -> str:
+        from .config import dump
+
+        run_id = self.ledger.create_run(config=dump(cfg), versions=versions())
+        self.ledger.add_comparison_run(self.cid, run_id, strategy, seed)
+        source = self._round0_source(seed, run_id)
+        if source is not None:
+            self.ledger.reuse_round(source, run_id, 0)
+            self.report(Event("log", "compare", message=f"round 0 reused from run {source}"))
+        self.ledger.mark_stopped(run_id, "interrupted")  # not running until the orchestrator starts it
+        return run_id
+
+    def _round0_source(self, seed: int, run_id: str) -> str | None:
+        """A run of this comparison and seed whose round 0 is complete."""
+        for x in self.ledger.comparison_runs(self.cid):
+            if x["seed"] == seed and x["run_id"] != run_id and self._round0_done(x["run_id"]):
+                return str(x["run_id"])
+        return None
+
+    def _round0_done(self, run_id: str) -> bool:
+        return all(self.ledger.stage_done(run_id, 0, s) for s in ("zero_shot", "train", "eval"))
+
+
+def cost(ledger: Ledger, cid: str) -> dict[str, int]:
+    """Rounds computed against rounds a naive grid would compute (every strategy, every round)."""
+    runs = ledger.comparison_runs(cid)
+    rounds = [r for x in runs for r in ledger.rounds(x["run_id"]) if r["status"] == "done"]
+    computed = sum(r["reused_from"] is None for r in rounds)
+    return {"rounds_computed": computed, "rounds_naive": len(rounds), "rounds_saved": len(rounds) - computed}
+
+
+def check_not_running(ledger: Ledger, cid: str) -> None:
+    from .files import pid_alive
+
+    row = ledger.comparison(cid)
+    if row["status"] == "running" and pid_alive(row.get("pid")):
+        raise PadaError(f"comparison {cid} is still running (pid {row['pid']})",
+                        hint="stop it first, or wait")
