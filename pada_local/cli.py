@@ -355,6 +355,36 @@ def _print_verdict(s: dict[str, Any]) -> None:
               f"other failures ({other})")
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    """`pada data check CONFIG` (exit 0 fine, 1 warnings, 2 errors) and `pada data export RUN`."""
+    if args.action == "check":
+        from .config import load
+        from .data import data_check
+
+        check = data_check(load(Path(args.target), args.set))
+        for level, text in check.lines:
+            print(text if level == "info" else f"{level}: {text}")
+        if check.rendered:
+            print(f"\none example ({check.rendered['example']}) as the student sees it in training:")
+            print(check.rendered["training"])
+            print("\n... and in evaluation (the student continues from here):")
+            print(check.rendered["evaluation"])
+        return check.exit_code
+    from .dataset_export import export_dataset
+    from .runs import Ledger
+
+    if args.set:
+        raise PadaError("--set applies to `pada data check` only")
+    with Ledger.open_existing(_store_path(args)) as ledger:
+        done = export_dataset(ledger, args.target, fmt=args.format, round_=args.round,
+                              synthetic_only=args.synthetic_only,
+                              out=None if args.out is None else Path(args.out))
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(done.counts.items()))
+    what = "synthetic samples" if done.synthetic_only else "training set"
+    print(f"{done.out}: round {done.round} {what}, {done.rows} records ({counts}), format {done.fmt}")
+    return 0
+
+
 def cmd_tui(args: argparse.Namespace) -> int:
     from tui.app import run as run_tui
 
@@ -439,6 +469,24 @@ def _parser() -> argparse.ArgumentParser:
     tu = sub.add_parser("tui", help="open the terminal UI on the run store")
     tu.add_argument("--store", help="run store (default: $PADA_STORE or runs/pada.db)")
     tu.set_defaults(func=cmd_tui)
+
+    da = sub.add_parser("data", help="check a config's data before any compute (`data check CONFIG`), "
+                                     "or export a run's curated data (`data export RUN`)")
+    da.add_argument("action", choices=["check", "export"])
+    da.add_argument("target", help="check: a YAML config file; export: a run id (a unique prefix is enough)")
+    da.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="check: override a config field")
+    da.add_argument("--round", type=int,
+                    help="export: the round (default: the best round; --synthetic-only: the last)")
+    da.add_argument("--synthetic-only", action="store_true",
+                    help="export: the accepted synthetic samples of rounds 1..N alone")
+    da.add_argument("--format", choices=["messages", "alpaca", "sharegpt", "hf"], default="messages",
+                    help="export: chat messages JSONL (default), Alpaca JSONL, ShareGPT JSONL, "
+                         "or a datasets save_to_disk folder")
+    da.add_argument("--out",
+                    help="export: output folder (default <workdir>/<run>/dataset-<what>-r<N>-<format>)")
+    da.add_argument("--store", help="export: run store (default: $PADA_STORE or runs/pada.db)")
+    da.set_defaults(func=cmd_data)
     return p
 
 

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -20,16 +20,81 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+ENDPOINT_PREFIX = "openai:"
+
+
+class EndpointConfig(_Section):
+    base_url: str = Field(..., description="The server's OpenAI API root, e.g. http://127.0.0.1:8080/v1.")
+    model: str = Field(..., min_length=1, description="The model's name as the server lists it (/models).")
+    api_key_env: str | None = Field(
+        None, description="Environment variable holding the API key (the key itself is never saved); "
+        "None = no key.")
+    timeout: float = Field(300.0, gt=0, description="Seconds to wait for one reply.")
+    retries: int = Field(3, ge=0, description="Retries after a connection error, time-out or server error.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"'{url}' is not an http:// or https:// URL")
+        return url
+
+    @property
+    def compact(self) -> str:
+        return f"{ENDPOINT_PREFIX}{self.base_url}#{self.model}"
+
+
+def parse_endpoint(text: str) -> dict[str, str]:
+    """`openai:BASE_URL#MODEL` (the `openai:` prefix optional) as base_url and model."""
+    url, sep, model = text.removeprefix(ENDPOINT_PREFIX).rpartition("#")
+    if not sep or not url or not model:
+        raise ValueError(f"'{text}' is not of the form openai:BASE_URL#MODEL")
+    return {"base_url": url, "model": model}
+
+
 class ModelsConfig(_Section):
-    teacher: str = Field("smollm2-135m", description="Teacher: a catalogue name or a path to a GGUF file.")
+    teacher: str = Field("smollm2-135m", description="Teacher: a catalogue name, a path to a GGUF file, or "
+                         "openai:BASE_URL#MODEL for a model behind an OpenAI-compatible server.")
     student: str = Field(
         "smollm2-135m",
         description="Student: a catalogue name, a Hugging Face model directory, or a GGUF file.",
     )
-    judge: str | None = Field(None, description="Judge GGUF (catalogue name or path); None = the teacher.")
+    judge: str | None = Field(
+        None, description="Judge GGUF (catalogue name or path) or openai:BASE_URL#MODEL; None = the teacher.")
     embedder: str = Field(
         "all-minilm-l6-v2", description="Sentence-transformers model: catalogue name or directory."
     )
+    teacher_endpoint: EndpointConfig | None = Field(
+        None, description="The teacher behind an OpenAI-compatible server (Ollama, LM Studio, llama-server, "
+        "vLLM); `teacher` then reads openai:BASE_URL#MODEL. Also takes that compact form.")
+    judge_endpoint: EndpointConfig | None = Field(
+        None, description="The judge behind an OpenAI-compatible server, as teacher_endpoint.")
+
+    @field_validator("teacher_endpoint", "judge_endpoint", mode="before")
+    @classmethod
+    def _compact_endpoint(cls, value: Any) -> Any:
+        return parse_endpoint(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _endpoints(self) -> ModelsConfig:
+        """`teacher: openai:URL#MODEL` and `teacher_endpoint` are one setting in two forms: either
+        fills in the other (so run history names the server), and they must agree."""
+        for role in ("teacher", "judge"):
+            name, endpoint = getattr(self, role), getattr(self, f"{role}_endpoint")
+            compact = name is not None and name.startswith(ENDPOINT_PREFIX)
+            if endpoint is None:
+                if compact:
+                    setattr(self, f"{role}_endpoint", EndpointConfig.model_validate(parse_endpoint(name)))
+                continue
+            if compact:
+                given = parse_endpoint(name)
+                if (given["base_url"], given["model"]) != (endpoint.base_url, endpoint.model):
+                    raise ValueError(f"{role} '{name}' and {role}_endpoint name different servers or models")
+            elif role in self.model_fields_set and name is not None:
+                raise ValueError(f"set {role} or {role}_endpoint, not both")
+            if name != endpoint.compact:
+                setattr(self, role, endpoint.compact)
+        return self
 
 
 class TeacherConfig(_Section):
@@ -55,6 +120,26 @@ class DataConfig(_Section):
     test: Path | None = Field(None, description="Sealed test split: reported, never used to decide.")
     fields: FieldMap = Field(default_factory=FieldMap, description="Names of the fields to read.")
     limit: int | None = Field(None, ge=1, description="Use only the first N items of each split.")
+    dir: Path | None = Field(
+        None, description="An mlx-lm style folder holding train.jsonl, valid.jsonl and (optionally) "
+        "test.jsonl, instead of data.train / data.validation / data.test.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_dir(cls, raw: Any) -> Any:
+        """data.dir names the split files; it cannot be combined with other split paths (a saved
+        config, whose split paths are the folder's own files, validates again)."""
+        if not isinstance(raw, dict) or raw.get("dir") is None:
+            return raw
+        folder, raw = Path(raw["dir"]), dict(raw)
+        for split, name in (("train", "train.jsonl"), ("validation", "valid.jsonl"), ("test", "test.jsonl")):
+            given = raw.get(split)
+            if given is not None and Path(given) != folder / name:
+                raise ValueError(f"data.dir cannot be combined with data.{split}: "
+                                 "give the folder or the split files, not both")
+            if split != "test":  # an optional test.jsonl is looked for once the path is resolved
+                raw[split] = folder / name
+        return raw
 
 
 ScorerKind = Literal["exact", "numeric", "label", "regex", "choice", "judge"]
@@ -212,6 +297,14 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
     # Run outputs follow the user's working directory; data paths follow the config file.
     cfg.store = cfg.store if cfg.store.is_absolute() else (Path.cwd() / cfg.store).resolve()
     cfg.workdir = cfg.workdir if cfg.workdir.is_absolute() else (Path.cwd() / cfg.workdir).resolve()
+    if cfg.data.dir is not None:  # all at once: the split paths must stay the folder's files
+        folder = fix(cfg.data.dir)
+        assert folder is not None
+        test = folder / "test.jsonl"
+        cfg.data = cfg.data.model_copy(update={
+            "dir": folder, "train": folder / "train.jsonl", "validation": folder / "valid.jsonl",
+            "test": test if test.is_file() else None})
+        return cfg
     for split in ("train", "validation", "test"):
         setattr(cfg.data, split, fix(getattr(cfg.data, split)))
     return cfg

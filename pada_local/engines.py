@@ -58,6 +58,14 @@ class Engines:
         from .models import resolve_teacher
 
         t = self.cfg.teacher
+        endpoint = self.cfg.models.judge_endpoint if role == "judge" else self.cfg.models.teacher_endpoint
+        if endpoint is not None:  # a model behind an OpenAI-compatible server
+            self._log(f"teacher {endpoint.model} at {endpoint.base_url}")
+            served: Generator = get_generator(
+                "openai", endpoint.base_url, endpoint.model, api_key_env=endpoint.api_key_env,
+                temperature=t.temperature, max_tokens=t.max_tokens, seed=0 if t.seed is None else t.seed,
+                timeout=endpoint.timeout, retries=endpoint.retries)
+            return served
         self._log(f"loading teacher {name}")
         gen: Generator = get_generator("llama_cpp", resolve_teacher(name, role), n_ctx=t.n_ctx,
                                        n_threads=t.n_threads,
@@ -101,7 +109,7 @@ class Tally:
                 self.prompt_tokens += c.prompt_tokens
                 self.completion_tokens += c.completion_tokens
 
-    def add_rows(self, rows: Iterable[EvalRow]) -> None:
+    def add_eval(self, rows: Iterable[EvalRow]) -> None:
         """The student's tokens in an evaluation stage."""
         for r in rows:
             self.prompt_tokens += r.prompt_tokens

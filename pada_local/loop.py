@@ -65,10 +65,11 @@ def preflight(cfg: Config) -> Prepared:
     verifier = get_verifier(cfg.task.verifier)
     student = models.resolve_student(cfg.models.student)
     models.resolve_embedder(cfg.models.embedder)
+    endpoint_warnings: list[str] = []
     if cfg.loop.strategy != "none" and cfg.loop.rounds > 0 or cfg.task.scorer.kind == "judge":
-        models.resolve_teacher(cfg.models.teacher)
+        endpoint_warnings += _check_teacher(cfg, "teacher")
         if cfg.models.judge is not None:
-            models.resolve_teacher(cfg.models.judge, role="judge")
+            endpoint_warnings += _check_teacher(cfg, "judge")
     trainer, _ = choose_trainer(cfg.train.backend)
     problems = trainer_problems(trainer, cfg.train)
     if problems:
@@ -78,7 +79,29 @@ def preflight(cfg: Config) -> Prepared:
     if cfg.task.scorer.effective_mode == "loglik":
         options = scorer.options([ex.output for ex in splits.train])
     warnings = list(report.warnings) + _length_warnings(cfg, splits, models.tokenizer_source(student))
+    warnings += endpoint_warnings
     return Prepared(cfg, splits, report, scorer, verifier, trainer, options, warnings)
+
+
+def _check_teacher(cfg: Config, role: str) -> list[str]:
+    """A GGUF teacher must exist; a served one must answer a capability probe (the server answers,
+    serves the model, honours one tiny schema request). Warnings for plain http elsewhere."""
+    from . import models
+
+    endpoint = cfg.models.judge_endpoint if role == "judge" else cfg.models.teacher_endpoint
+    if endpoint is None:
+        name = cfg.models.judge if role == "judge" else cfg.models.teacher
+        models.resolve_teacher(name or cfg.models.teacher, role=role)
+        return []
+    from .backends.openai_endpoint import OpenAIGenerator, url_warnings
+
+    gen = OpenAIGenerator(endpoint.base_url, endpoint.model, api_key_env=endpoint.api_key_env,
+                          timeout=endpoint.timeout, retries=min(endpoint.retries, 1), backoff=0.5)
+    try:
+        gen.probe()
+    finally:
+        gen.close()
+    return url_warnings(endpoint.base_url)
 
 
 def _length_warnings(cfg: Config, splits: Splits, tokenizer: Path) -> list[str]:
@@ -167,7 +190,7 @@ class Orchestrator:
         tally = Tally()
         rows = self._eval_rows(self.engines.student(None), "zero-shot", 0, include_train=False)
         val, test = _acc(rows, "validation"), _acc(rows, "test")
-        tally.add_rows(rows)
+        tally.add_eval(rows)
         self.ledger.record_zero_shot(self.run_id, rows, tally.stats(len(rows), val=val, test=test), val, test)
 
     def _eval_rows(self, student: Any, model: str, r: int, include_train: bool) -> list[EvalRow]:
@@ -382,7 +405,7 @@ class Orchestrator:
         adapter = Path(self.ledger.round(self.run_id, r)["adapter_path"])
         rows = self._eval_rows(self.engines.student(adapter), "trained", r, include_train=True)
         scores = {split: _acc(rows, split) for split in ("validation", "test", "train")}
-        tally.add_rows(rows)
+        tally.add_eval(rows)
         metrics = [{"name": "accuracy", "split": split, "value": v}
                    for split, v in scores.items() if v is not None]
         metrics += self._pattern_metrics(r, rows)
@@ -450,6 +473,8 @@ def start(cfg: Config, *, report: Reporter = silent, should_stop: StopCheck | No
           on_created: Callable[[str], None] | None = None) -> str:
     """Check everything, record the run, run it. Returns the run id."""
     prepared = preflight(cfg)
+    for note in prepared.report.notes:  # how each split was read ("read as Alpaca: 300 records")
+        report(Event("log", "data", message=note))
     for warning in prepared.warnings:
         report(Event("log", "data", message=f"warning: {warning}"))
     with Ledger.open(cfg.store) as ledger:

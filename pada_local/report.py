@@ -119,8 +119,7 @@ def run_detail(source: Source, run_id: str) -> dict[str, Any]:
         "patterns": [{k: p[k] for k in ("round", "cluster", "name", "description", "strategy", "size")}
                      for p in ledger.pattern_rows(run_id)],
         "metrics": ledger.metrics(run_id),
-        "counts": ledger.counts(run_id, ("eval_items", "analyses", "clusters", "patterns", "candidates",
-                                          "train_steps", "metrics", "artifacts")),
+        "counts": ledger.counts(run_id),
     }
 
 

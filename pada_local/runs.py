@@ -329,7 +329,10 @@ class Ledger:
             self.store.delete_rows("artifacts", [a["id"] for a in old])
             self.store.add_rows("artifacts", [{"run_id": run_id, **row} for row in rows])
 
-    def counts(self, run_id: str, tables: Sequence[str]) -> dict[str, int]:
+    def counts(self, run_id: str) -> dict[str, int]:
+        """Rows stored per table for one run (what `pada runs show` lists)."""
+        tables = ("eval_items", "analyses", "clusters", "patterns", "candidates", "train_steps", "metrics",
+                  "artifacts")
         return {t: self.store.count(t, run_id) for t in tables}
 
     # ------------------------------------------------------------ comparisons

@@ -21,6 +21,7 @@ TRAINERS = {
 GENERATORS = {
     "llama_cpp": ("pada_local.backends.llama_cpp", "LlamaCppGenerator"),
     "hf": ("pada_local.backends.hf", "HFGenerator"),
+    "openai": ("pada_local.backends.openai_endpoint", "OpenAIGenerator"),  # any OpenAI-compatible server
 }
 
 
