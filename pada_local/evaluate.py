@@ -75,7 +75,7 @@ def _loglik_rows(student: Generator, requests: Sequence[ChatRequest], options: S
         pred = got.best(normalize=True)
         logprobs = dict(zip(got.options, got.logprobs, strict=True))
         rows.append(EvalRow(ex.id, ex.split, ex.input, ex.output, pred, scorer.score(pred, ex.output),
-                            logprobs=logprobs))
+                            prompt_tokens=got.prompt_tokens, logprobs=logprobs))
     return rows
 
 

@@ -75,6 +75,9 @@ def test_label_task_runs_in_both_modes(tmp_path: Path, mode: str) -> None:
         else:
             assert all(r["logprobs_json"] is None for r in rows)
         assert ledger.run(run_id)["status"] == "finished"
+        # Evaluation stages count the student's tokens in either mode (they used to record 0).
+        zero_shot = next(s for s in ledger.stages(run_id, 0) if s["stage"] == "zero_shot")
+        assert zero_shot["prompt_tokens"] > 0
 
 
 def _judge_task(folder: Path) -> Path:

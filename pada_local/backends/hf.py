@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +136,8 @@ class HFGenerator:
                                   keep=1 + max(map(len, feeds)))
             for k, i in enumerate(chunk):
                 rows = logp[k * len(feeds) : (k + 1) * len(feeds)]
-                scores = out[i] = _read_options(tuple(options), opt_ids, feeds, where, rows)
+                scores = out[i] = replace(_read_options(tuple(options), opt_ids, feeds, where, rows),
+                                          prompt_tokens=len(prompts[i]))
                 if on_item is not None:
                     on_item(i, scores)
         return [s for s in out if s is not None]
@@ -181,6 +182,7 @@ class OptionScores:
     logprobs: tuple[float, ...]  # sum of the option's token log-probabilities
     token_counts: tuple[int, ...]
     greedy: tuple[bool, ...]  # every token of the option is the model's argmax (lm-eval's is_greedy)
+    prompt_tokens: int = 0  # the rendered prompt's length (what the stage's token tally counts)
 
     @property
     def per_token(self) -> tuple[float, ...]:
