@@ -220,6 +220,19 @@ def test_interrupted_export_leaves_nothing(tiny_run, converter_ready, tmp_path):
     out = tmp_path / "gguf"
     cmd = [sys.executable, "-m", "pada_local.cli", "export", run_id, "--format", "gguf", "--quant", "f16",
            "--store", str(store), "--out", str(out)]
+    for _ in range(3):
+        # On a machine starved by other jobs this test can see convert.log so late that the whole
+        # export has finished (exit 0) before the signal lands; that is a race of the test, so
+        # it tries again. Any other outcome than 0 must be the clean interruption.
+        code, err = _interrupt_during_conversion(cmd, tmp_path)
+        if code != 0:
+            break
+        shutil.rmtree(out)
+    assert code == 130, err[-2000:]
+    _assert_clean(out)
+
+
+def _interrupt_during_conversion(cmd: list[str], tmp_path: Path) -> tuple[int, str]:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for(lambda: list(tmp_path.glob(".gguf.scratch-*/convert.log")), proc)
@@ -228,8 +241,7 @@ def test_interrupted_export_leaves_nothing(tiny_run, converter_ready, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, err[-2000:]
-    _assert_clean(out)
+    return proc.returncode, err
 
 
 def _wait_for(found, proc: subprocess.Popen, timeout: float = 600) -> None:
