@@ -117,3 +117,15 @@ class Trainer(Protocol):
         on_step: Callable[[StepInfo], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> Adapter: ...
+
+
+def one_by_one(complete: Callable[[ChatRequest], Completion], requests: Sequence[ChatRequest],
+               on_item: OnItem | None = None) -> list[Completion]:
+    """Generator.generate for backends that answer one request at a time, in order."""
+    out = []
+    for i, req in enumerate(requests):
+        done = complete(req)
+        out.append(done)
+        if on_item is not None:
+            on_item(i, done)
+    return out

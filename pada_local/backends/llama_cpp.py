@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import ModelError
-from .base import ChatRequest, Completion, OnItem
+from .base import ChatRequest, Completion, OnItem, one_by_one
 
 
 class LlamaCppGenerator:
@@ -44,13 +44,7 @@ class LlamaCppGenerator:
         self.llm = _load(self.model_path, n_ctx, n_threads, n_gpu_layers, seed, lora_path)
 
     def generate(self, requests: Sequence[ChatRequest], on_item: OnItem | None = None) -> list[Completion]:
-        out = []
-        for i, req in enumerate(requests):
-            done = self.complete(req)
-            out.append(done)
-            if on_item is not None:
-                on_item(i, done)
-        return out
+        return one_by_one(self.complete, requests, on_item)
 
     def complete(self, req: ChatRequest) -> Completion:
         # Evaluate every prompt from a clean KV cache: reusing a cached prefix changes the

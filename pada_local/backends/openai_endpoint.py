@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel
 
 from ..errors import BackendUnavailable, ConfigError, ModelError
-from .base import ChatRequest, Completion, OnItem
+from .base import ChatRequest, Completion, OnItem, one_by_one
 from .llama_cpp import _validated
 
 log = logging.getLogger(__name__)
@@ -74,13 +74,7 @@ class OpenAIGenerator:
     # ------------------------------------------------------------------ Generator protocol
 
     def generate(self, requests: Sequence[ChatRequest], on_item: OnItem | None = None) -> list[Completion]:
-        out = []
-        for i, req in enumerate(requests):
-            done = self.complete(req)
-            out.append(done)
-            if on_item is not None:
-                on_item(i, done)
-        return out
+        return one_by_one(self.complete, requests, on_item)
 
     def complete(self, req: ChatRequest) -> Completion:
         import openai
