@@ -129,3 +129,12 @@ def one_by_one(complete: Callable[[ChatRequest], Completion], requests: Sequence
         if on_item is not None:
             on_item(i, done)
     return out
+
+
+def sampling_kwargs(req: ChatRequest, temperature: float, max_tokens: int, seed: int) -> dict[str, Any]:
+    """Chat-completion arguments: the request's own values, else the backend's defaults.
+    `is None` checks, because temperature 0 and seed 0 are real values."""
+    return {"messages": list(req.messages),
+            "temperature": temperature if req.temperature is None else req.temperature,
+            "max_tokens": max_tokens if req.max_tokens is None else req.max_tokens,
+            "seed": seed if req.seed is None else req.seed}

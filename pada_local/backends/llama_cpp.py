@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import ModelError
-from .base import ChatRequest, Completion, OnItem, one_by_one
+from .base import ChatRequest, Completion, OnItem, one_by_one, sampling_kwargs
 
 
 class LlamaCppGenerator:
@@ -72,13 +72,7 @@ class LlamaCppGenerator:
         return done if req.schema is None else _validated(done, req)
 
     def _kwargs(self, req: ChatRequest) -> dict[str, Any]:
-        # `is None` checks: temperature 0 and seed 0 are real values.
-        kwargs: dict[str, Any] = {
-            "messages": list(req.messages),
-            "temperature": self.temperature if req.temperature is None else req.temperature,
-            "max_tokens": self.max_tokens if req.max_tokens is None else req.max_tokens,
-            "seed": self.seed if req.seed is None else req.seed,
-        }
+        kwargs = sampling_kwargs(req, self.temperature, self.max_tokens, self.seed)
         if req.schema is not None:
             schema = req.schema.model_json_schema()
             kwargs["response_format"] = {"type": "json_object", "schema": schema}

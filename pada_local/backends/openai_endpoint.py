@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel
 
 from ..errors import BackendUnavailable, ConfigError, ModelError
-from .base import ChatRequest, Completion, OnItem, one_by_one
+from .base import ChatRequest, Completion, OnItem, one_by_one, sampling_kwargs
 from .llama_cpp import _validated
 
 log = logging.getLogger(__name__)
@@ -137,14 +137,7 @@ class OpenAIGenerator:
     # ------------------------------------------------------------------ helpers
 
     def _kwargs(self, req: ChatRequest, mode: str) -> dict[str, Any]:
-        # `is None` checks: temperature 0 and seed 0 are real values.
-        kwargs: dict[str, Any] = {
-            "model": self.model,
-            "messages": list(req.messages),
-            "temperature": self.temperature if req.temperature is None else req.temperature,
-            "max_tokens": self.max_tokens if req.max_tokens is None else req.max_tokens,
-            "seed": self.seed if req.seed is None else req.seed,
-        }
+        kwargs = {"model": self.model, **sampling_kwargs(req, self.temperature, self.max_tokens, self.seed)}
         if req.schema is not None:
             schema = req.schema.model_json_schema()
             kwargs["response_format"] = {
