@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from .backends.base import ChatRequest, Completion, Generator
@@ -150,7 +151,7 @@ def draft_strategies(teacher: Generator, patterns: Sequence[Pattern], task: Task
 def _with_strategy(p: Pattern, c: Completion) -> Pattern:
     text = c.data.strategy.strip() if c.ok and c.data is not None else (  # type: ignore[attr-defined]
         f"Write new questions like the training examples that exercise: {p.name}.")
-    return Pattern(p.cluster, p.name, p.description, p.size, p.raw, text)
+    return replace(p, strategy=text)  # keeps every other field, keywords included
 
 
 def format_exemplars(exemplars: Sequence[Example]) -> str:

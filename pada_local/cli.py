@@ -91,7 +91,7 @@ def _store_path(args: argparse.Namespace) -> Path:
     return Path(args.store or os.environ.get("PADA_STORE", "runs/pada.db")).resolve()
 
 
-def _run_loop(start: Any) -> str:
+def _run_loop(start: Any) -> Any:
     from .progress import RichReporter
 
     with RichReporter() as reporter:
@@ -179,7 +179,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _show_run(ledger: Any, run_id: str, detail: dict[str, Any]) -> None:
-    from .report import round_table
+    from .report import name_with_keywords, round_table, stage_notes
 
     run = detail["run"]
     print(f"run {run_id}: {run['name']} [{run['status']}] strategy={run['strategy']} "
@@ -195,8 +195,13 @@ def _show_run(ledger: Any, run_id: str, detail: dict[str, Any]) -> None:
             ids = ", ".join((s["detail"] or {}).get("dropped_ids") or [])
             print(f"round {s['round']}: {dropped} training examples longer than train.max_length "
                   f"were left out (e.g. {ids})")
+    for r in sorted({s["round"] for s in detail["stages"]}):
+        for note in stage_notes([s for s in detail["stages"] if s["round"] == r]):
+            print(f"round {r}: {note}")
     if detail["patterns"]:
-        _table(detail["patterns"], ["round", "cluster", "size", "name", "strategy"], title="patterns")
+        named = [{**p, "name": name_with_keywords(p["name"] or "", p["keywords"])}
+                 for p in detail["patterns"]]
+        _table(named, ["round", "cluster", "size", "name", "strategy"], title="patterns")
     print("rows stored: " + ", ".join(f"{k} {v}" for k, v in detail["counts"].items()))
 
 
@@ -385,6 +390,23 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_teacher(args: argparse.Namespace) -> int:
+    """`pada teacher check CONFIG`: can this teacher (and judge) confirm samples on this task?
+    Exit 0 when every check passes, 1 when one does not (the run would still go on)."""
+    from .config import load
+    from .teachercheck import standalone
+
+    cfg = load(Path(args.config), args.set)
+    baseline = None if args.baseline is None else args.baseline / 100
+    checks = _run_loop(lambda rep: standalone(cfg, report=rep, baseline=baseline))
+    if args.json:
+        print(json.dumps([c.stats() for c in checks], indent=2))
+    else:
+        for c in checks:
+            print(c.line())
+    return 0 if all(c.trusted for c in checks) else 1
+
+
 def cmd_tui(args: argparse.Namespace) -> int:
     from tui.app import run as run_tui
 
@@ -487,6 +509,17 @@ def _parser() -> argparse.ArgumentParser:
                     help="export: output folder (default <workdir>/<run>/dataset-<what>-r<N>-<format>)")
     da.add_argument("--store", help="export: run store (default: $PADA_STORE or runs/pada.db)")
     da.set_defaults(func=cmd_data)
+
+    te = sub.add_parser("teacher", help="`teacher check CONFIG`: how well the teacher solves this task's "
+                                        "train items, against the student (a run does this before round 1)")
+    te.add_argument("action", choices=["check"])
+    te.add_argument("config", help="YAML config file")
+    te.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    te.add_argument("--baseline", type=float, metavar="PCT",
+                    help="the student's validation accuracy to beat, in percent (default: the untrained "
+                         "student, measured)")
+    te.add_argument("--json", action="store_true", help="machine-readable output, with every item")
+    te.set_defaults(func=cmd_teacher)
     return p
 
 

@@ -221,6 +221,13 @@ class LoopConfig(_Section):
         False, description="Run exactly `rounds` rounds, no early stop; a round that accepts nothing "
         "retrains on the previous set with its own seed (how `pada compare` keeps strategies comparable).")
     exemplars: int = Field(3, ge=0, description="Train exemplars shown to the teacher per generation prompt.")
+    label_first: bool = Field(
+        True, description="Label and choice tasks: each job picks the answer first (pattern jobs: the "
+        "labels of the validation failures behind the pattern; error jobs: the origin item's label) and "
+        "the teacher writes an input that has it; the teacher's text never decides the label.")
+    computed_answers: bool = Field(
+        True, description="Numeric tasks: the teacher writes the computation as an arithmetic expression "
+        "and a safe evaluator computes the answer.")
 
 
 class QualityConfig(_Section):
@@ -232,6 +239,18 @@ class QualityConfig(_Section):
         "instead of rejecting the sample (the teacher's text stays in the record).",
     )
     judge_threshold: int = Field(3, ge=1, le=5, description="Lowest judge score accepted.")
+    teacher_check: int = Field(
+        32, ge=0, description="Train items the teacher solves before round 1 (0 = no check: its "
+        "re-solves and grades are trusted as they are).")
+    teacher_margin: float = Field(
+        5.0, ge=0, le=100, description="Points the teacher must beat the round-0 student's validation "
+        "accuracy by (a separate judge: chance) before its re-solves or grades decide a sample.")
+    unconfirmed: Literal["keep", "reject"] = Field(
+        "keep", description="A label-first sample that nothing can confirm (the teacher failed its "
+        "check, no verifier): keep it as written, or reject it.")
+    max_label_tv: float = Field(
+        0.1, ge=0, le=1, description="Largest total-variation distance between a round's training-set "
+        "label mix and D_train's (label and choice tasks); surplus samples are dropped (1 = off).")
     dup_cosine: float = Field(0.95, gt=0, le=1,
                               description="Embedding cosine at which two inputs are duplicates.")
     dup_ngram: float = Field(0.8, gt=0, le=1,

@@ -10,13 +10,16 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from pydantic import BaseModel
 
 from .backends.base import ChatRequest, Completion, Generator
 from .config import TaskConfig
 from .data import Example
 from .events import Reporter, StageProgress, silent
-from .prompts import SampleReply, render
+from .prompts import ComputedReply, InputReply, SampleReply, render
 from .records import Candidate, EvalRow, Job, Pattern
 from .seeds import derive
 from .textsim import jaccard, shingles
@@ -35,13 +38,59 @@ def split_budget(budget: int, weights: Sequence[int]) -> list[int]:
     return shares
 
 
+@dataclass(frozen=True)
+class Answers:
+    """Who decides a sample's answer. `teacher`: the teacher writes it (quality control must
+    confirm it); `label`: the job picks a label first; `computed`: the teacher writes an
+    arithmetic expression and the evaluator computes the answer."""
+
+    mode: Literal["teacher", "label", "computed"] = "teacher"
+    label_of: Callable[[str], str | None] = lambda ref: None  # a reference -> its label as trained
+    pattern_labels: dict[int, list[str]] = field(default_factory=dict)  # cluster -> failures' labels
+
+
 def plan_jobs(strategy: str, round_: int, budget: int, patterns: Sequence[Pattern],
               train_failures: Sequence[EvalRow], train: Sequence[Example], seed: int,
-              pattern_pools: dict[int, tuple[Example, ...]] | None = None) -> list[Job]:
+              pattern_pools: dict[int, tuple[Example, ...]] | None = None,
+              answers: Answers | None = None) -> list[Job]:
     """The round's jobs. `pada`: error-correcting jobs (one per failed train item, at most half
     the budget) plus pattern jobs in proportion to cluster size; `llm2llm`: error jobs only;
     `paraphrase`: rephrasings of random train items; all with the same budget. `seed` is the
     run's seed: each job's own seed is derived from it by purpose, round and index."""
+    jobs = _plan(strategy, round_, budget, patterns, train_failures, train, seed, pattern_pools or {})
+    return _decide_answers(jobs, answers or Answers(), seed, round_)
+
+
+def _decide_answers(jobs: list[Job], answers: Answers, seed: int, round_: int) -> list[Job]:
+    if answers.mode == "computed":  # a paraphrase keeps its origin's numbers and answer
+        return [replace(j, computed=j.source != "paraphrase") for j in jobs]
+    if answers.mode != "label":
+        return jobs
+    out = [replace(j, target=answers.label_of(j.origin.output)) if j.origin is not None else j for j in jobs]
+    by_cluster: dict[int, list[int]] = {}
+    for i, j in enumerate(out):
+        if j.pattern is not None:
+            by_cluster.setdefault(j.pattern.cluster, []).append(i)
+    for cluster_id, idx in by_cluster.items():
+        labels = [x for x in (answers.label_of(r) for r in answers.pattern_labels.get(cluster_id, [])) if x]
+        for i, label in zip(idx, _spread(labels, len(idx), derive(seed, "targets", round_, cluster_id)),
+                            strict=False):
+            out[i] = replace(out[i], target=label)
+    return out
+
+
+def _spread(labels: Sequence[str], n: int, seed: int) -> list[str]:
+    """n labels in the proportions of `labels`, in a seeded order."""
+    kinds = sorted(set(labels))
+    picked = [k for k, share in zip(kinds, split_budget(n, [labels.count(k) for k in kinds]), strict=True)
+              for _ in range(share)]
+    random.Random(seed).shuffle(picked)
+    return picked
+
+
+def _plan(strategy: str, round_: int, budget: int, patterns: Sequence[Pattern],
+          train_failures: Sequence[EvalRow], train: Sequence[Example], seed: int,
+          pattern_pools: dict[int, tuple[Example, ...]]) -> list[Job]:
     if strategy == "paraphrase":
         rng = random.Random(derive(seed, "paraphrase_picks", round_))
         picks = [rng.choice(list(train)) for _ in range(budget)]
@@ -55,7 +104,7 @@ def plan_jobs(strategy: str, round_: int, budget: int, patterns: Sequence[Patter
         n_error = min(len(errors), budget // 2)
     jobs = _error_jobs(round_, errors, min(n_error, budget), seed)
     if strategy == "pada" and patterns:
-        jobs += _pattern_jobs(round_, patterns, budget - len(jobs), seed, pattern_pools or {})
+        jobs += _pattern_jobs(round_, patterns, budget - len(jobs), seed, pattern_pools)
     return jobs
 
 
@@ -100,15 +149,24 @@ def job_messages(job: Job, task: TaskConfig, train: Sequence[Example],
     # Any: spread into render(), whose `override`/`shots` keywords these never name.
     common: dict[str, Any] = {"task_description": task.description or task.name,
               "answer_format": task.answer_format or "as in the examples"}
+    extra: dict[str, Any] = {} if job.target is None else {"label": job.target}
+    suffix = "_label" if job.target is not None else ("_computed" if job.computed else "")
     if job.source == "pattern":
         assert job.pattern is not None
-        return render("generate_pattern", shots=shots, pattern_name=job.pattern.name,
-                      pattern_description=job.pattern.description, strategy=job.pattern.strategy, **common)
+        return render(f"generate_pattern{suffix}", shots=shots, pattern_name=job.pattern.name,
+                      pattern_description=job.pattern.description, strategy=job.pattern.strategy,
+                      **common, **extra)
     assert job.origin is not None
     if job.source == "error":
-        return render("generate_error", shots=shots, input=job.origin.input, reference=job.origin.output,
-                      prediction=job.prediction or "(empty)", **common)
+        return render(f"generate_error{suffix}", shots=shots, input=job.origin.input,
+                      reference=job.origin.output, prediction=job.prediction or "(empty)", **common, **extra)
     return render("paraphrase", input=job.origin.input, reference=job.origin.output, **common)
+
+
+def reply_schema(job: Job) -> type[BaseModel]:
+    if job.target is not None and job.source != "paraphrase":
+        return InputReply
+    return ComputedReply if job.computed else SampleReply
 
 
 def run_jobs(teacher: Generator, jobs: Sequence[Job], task: TaskConfig, train: Sequence[Example],
@@ -121,7 +179,7 @@ def run_jobs(teacher: Generator, jobs: Sequence[Job], task: TaskConfig, train: S
         progress.step(done, "resumed")
     for job in jobs:
         messages = job_messages(job, task, train, n_exemplars)
-        reply = teacher.generate([ChatRequest(messages, schema=SampleReply, seed=job.seed)])[0]
+        reply = teacher.generate([ChatRequest(messages, schema=reply_schema(job), seed=job.seed)])[0]
         on_candidate(_candidate(job, messages, reply))
         progress.step()
     progress.end()
@@ -134,9 +192,12 @@ def _candidate(job: Job, messages: tuple[dict[str, str], ...], c: Completion) ->
     origin = None if job.origin is None else job.origin.id
     if not c.ok or data is None:
         return Candidate(job.key, job.source, cluster, origin, "", "", c.text, c.error or "unparseable",
-                         prompt, c)
-    return Candidate(job.key, job.source, cluster, origin, strip_label(data.input), strip_label(data.output),
-                     c.text, None, prompt, c)
+                         prompt, c, target=job.target)
+    # Label-first: the job's label is the answer, whatever the teacher wrote (a paraphrase too).
+    output = job.target if job.target is not None else strip_label(data.output)
+    expression = getattr(data, "expression", None) if job.computed else None
+    return Candidate(job.key, job.source, cluster, origin, strip_label(data.input), output, c.text, None,
+                     prompt, c, target=job.target, expression=expression)
 
 
 _LABEL = re.compile(r"^\s*(?:question|input|q|answer|output|a)\s*:\s*", re.IGNORECASE)

@@ -23,8 +23,10 @@ from .errors import Cancelled, ConfigError, PadaError
 from .evaluate import accuracy, evaluate
 from .events import Event, Reporter, silent
 from .files import now, sha256_file, write_jsonl
-from .generate import plan_jobs, run_jobs
+from .generate import Answers, plan_jobs, run_jobs
+from .keywords import group_texts, with_keywords
 from .leakage import LeakGuard
+from .quality import Trust
 from .records import Analysis, Candidate, Clustering, EvalRow, Job, Pattern, Verdict
 from .runs import Ledger, effective_status
 from .scoring import Scorer
@@ -213,8 +215,10 @@ class Orchestrator:
         self.ledger.open_round(self.run_id, r)
         note = None
         if self.cfg.loop.strategy != "none":
-            self._generate(r, self._patterns(r) if self.cfg.loop.strategy == "pada" else [])
-            if self._quality(r) == 0:
+            patterns = self._patterns(r) if self.cfg.loop.strategy == "pada" else []
+            trust = self._teacher_check(r)
+            self._generate(r, patterns)
+            if self._quality(r, trust) == 0:
                 if not self.cfg.loop.fixed_rounds:
                     self.ledger.stop_round(self.run_id, r, "no samples accepted")
                     return False
@@ -269,7 +273,11 @@ class Orchestrator:
         safe = [replace(p, name=self._safe(p.name, f"pattern {p.cluster}"),
                         description=self._safe(p.description, "(withheld: it quoted a held-out item)"))
                 for p in found]
-        self.ledger.record_patterns(self.run_id, r, safe, tally.stats(len(safe)))
+        # Keywords come from the analyses alone; a word that is a held-out item is dropped.
+        groups = group_texts([a.text for a in usable], clustering.labels)
+        named = with_keywords(safe, groups, allowed=lambda w: not self.guard.find(w)
+                              and self.guard.scrub(w) == w)
+        self.ledger.record_patterns(self.run_id, r, named, tally.stats(len(named)))
 
     def _strategies(self, r: int) -> None:
         patterns = self.ledger.patterns(self.run_id, r)
@@ -293,6 +301,37 @@ class Orchestrator:
     def _teacher(self, tally: Tally) -> Counted:
         return Counted(self.engines.teacher(), tally)
 
+    # -- the teacher check (once per run, before round 1's generation)
+
+    def _teacher_check(self, r: int) -> Trust:
+        """Is the teacher (and a separate judge) good enough for its word to decide a sample?"""
+        from .teachercheck import check_judge, check_teacher, from_stats, pick
+
+        q = self.cfg.quality
+        if q.teacher_check == 0 or self.cfg.task.scorer.kind == "judge":
+            return Trust()  # no check asked for (or no scorer to check with): trusted as before
+        first = 1  # checked once per run, before round 1's generation; later rounds read it
+        if self._stage(first, "teacher_check"):
+            tally = Tally()
+            items = pick(self.p.splits.train, q.teacher_check, self._seed("teacher_check", 0))
+            student = self.ledger.round(self.run_id, 0)["val_score"] or 0.0
+            checks = [check_teacher(self._teacher(tally), items, self.cfg.task, self.p.scorer,
+                                    baseline=student, margin=q.teacher_margin, report=self.report,
+                                    round_=first)]
+            if self.cfg.models.judge is not None:
+                checks.append(check_judge(Counted(self.engines.judge(), tally), items, self.cfg.task,
+                                          self.p.scorer, self.p.splits.train, margin=q.teacher_margin,
+                                          seed=self._seed("judge_check", 0), report=self.report,
+                                          round_=first))
+            for c in checks:
+                self.report(Event("log", "teacher check", first, message=c.line()))
+            stats = tally.stats(sum(c.n for c in checks), **{c.role: c.stats() for c in checks})
+            self.ledger.mark_stage(self.run_id, first, "teacher_check", stats)
+        detail = self.ledger.stage_detail(self.run_id, first, "teacher_check") or {}
+        teacher = from_stats(detail["teacher"])
+        judge = from_stats(detail["judge"]) if "judge" in detail else teacher
+        return Trust(teacher.trusted, judge.trusted, teacher.line())
+
     # -- generation and quality control
 
     def _jobs(self, r: int, patterns: list[Pattern]) -> list[Job]:
@@ -300,9 +339,32 @@ class Orchestrator:
         budget = self.cfg.loop.budget if self.cfg.loop.budget is not None else len(self.p.splits.train)
         pools = self._pattern_pools(r, patterns) if patterns else {}
         jobs = plan_jobs(self.cfg.loop.strategy, r, budget, patterns, train_failures, self.p.splits.train,
-                         self.cfg.loop.seed, pools)
+                         self.cfg.loop.seed, pools, self._answers(r, patterns))
         # Candidate keys are unique across the whole store: scope them to this run.
         return [replace(j, key=f"{self.run_id}/{j.key}") for j in jobs]
+
+    def _answers(self, r: int, patterns: list[Pattern]) -> Answers:
+        """Who decides a sample's answer: a label picked first (label and choice tasks), an
+        evaluated expression (numeric tasks), else the teacher."""
+        kind, loop = self.cfg.task.scorer.kind, self.cfg.loop
+        if kind == "numeric" and loop.computed_answers and self.p.verifier is None:
+            return Answers("computed")  # (a task verifier knows the answer: it decides instead)
+        if kind not in ("label", "choice") or not loop.label_first:
+            return Answers()
+        # Pattern jobs take the labels of the validation failures behind their pattern (the
+        # references only: no validation text reaches a prompt).
+        refs = {x.item_id: x.reference for x in self.ledger.eval_rows(self.run_id, r - 1, "validation")}
+        behind: dict[int, list[str]] = {}
+        for item_id, c in (self.ledger.cluster_of(self.run_id, r).items() if patterns else ()):
+            if item_id in refs:
+                behind.setdefault(c, []).append(refs[item_id])
+        return Answers("label", self._label_of(), behind)
+
+    def _label_of(self) -> Callable[[str], str | None]:
+        """A reference -> the label as the training references spell it."""
+        spelled = {self.p.scorer.extract(o): o for o in self.p.scorer.options(
+            [ex.output for ex in self.p.splits.train])}
+        return lambda ref: spelled.get(self.p.scorer.extract(ref))
 
     def _pattern_pools(self, r: int, patterns: list[Pattern],
                        size: int = 8) -> dict[int, tuple[Example, ...]]:
@@ -343,7 +405,7 @@ class Orchestrator:
         by_source = {s: sum(j.source == s for j in jobs) for s in {j.source for j in jobs}}
         self.ledger.mark_stage(self.run_id, r, "generate", tally.stats(len(jobs), **by_source))
 
-    def _quality(self, r: int) -> int:
+    def _quality(self, r: int, trust: Trust) -> int:
         """Review the round's candidates (once); the number accepted, human verdicts applied."""
         from .quality import QualityControl
 
@@ -354,13 +416,38 @@ class Orchestrator:
                                 embedder=self.engines.embedder(), scorer=self.p.scorer, task=self.cfg.task,
                                 cfg=self.cfg.quality, train=self.p.splits.train,
                                 held_out=self.p.splits.validation + self.p.splits.test, pool=pool,
-                                verifier=self.p.verifier, guard=self.guard)
-            verdicts = qc.review(self.ledger.candidates(self.run_id, r), report=self.report, round_=r)
+                                verifier=self.p.verifier, guard=self.guard, trust=trust)
+            candidates = self.ledger.candidates(self.run_id, r)
+            verdicts = qc.review(candidates, report=self.report, round_=r)
+            verdicts, mix = self._balance(r, candidates, verdicts)
             n_ok = sum(v.accepted for v in verdicts)
             stats = tally.stats(len(verdicts), accepted=n_ok, rejected=len(verdicts) - n_ok,
-                                reasons=_reason_counts(verdicts))
+                                reasons=_reason_counts(verdicts), **mix)
             self.ledger.record_verdicts(self.run_id, r, verdicts, stats)
         return len(self.ledger.accepted(self.run_id, r, since=r))
+
+    def _balance(self, r: int, candidates: Sequence[Candidate],
+                 verdicts: list[Verdict]) -> tuple[list[Verdict], dict[str, Any]]:
+        """Label and choice tasks: keep the training set's label mix near D_train's by dropping a
+        seeded choice of surplus samples (each rejected with that reason)."""
+        from .balance import rebalance
+
+        if self.cfg.task.scorer.kind not in ("label", "choice"):
+            return verdicts, {}
+        label = self._label_of()
+        outputs = {c.key: c.output for c in candidates}
+        new = [(v.key, label(v.output or outputs[v.key]) or "?") for v in verdicts if v.accepted]
+        found = rebalance([label(ex.output) or "?" for ex in self.p.splits.train],
+                          [label(x.output) or "?" for x in self.ledger.accepted(self.run_id, r - 1)], new,
+                          self.cfg.quality.max_label_tv, self._seed("balance", r))
+        why = "label balance: dropped to keep the label mix within TV {:g} of D_train's ({} surplus)"
+        bound = self.cfg.quality.max_label_tv
+        out = [replace(v, accepted=False, reason=why.format(bound, found.dropped[v.key]))
+               if v.key in found.dropped else v for v in verdicts]
+        if found.dropped:
+            self.report(Event("log", "quality", r, message=f"label balance: dropped {len(found.dropped)} "
+                              f"samples (TV {found.before:.2f} -> {found.after:.2f})"))
+        return out, found.stats()
 
     def _accepted_pool(self, r: int) -> list[tuple[str, str]]:
         samples = self.ledger.accepted(self.run_id, r)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .arith import ArithError, integer_answers, solve
 from .backends.base import ChatRequest, Embedder, Generator
 from .config import QualityConfig, TaskConfig
 from .data import Example
@@ -54,13 +55,24 @@ def _reference(embedder: Embedder, items: Sequence[tuple[str, str]]) -> _Referen
     return _Reference(NgramIndex(items), vectors, labels)
 
 
+@dataclass(frozen=True)
+class Trust:
+    """What the teacher check allows: may the teacher's re-solve, and the judge's score, decide?"""
+
+    teacher: bool = True
+    judge: bool = True
+    why: str = ""  # the check's plain line, quoted in a rejection
+
+
 class QualityControl:
     def __init__(self, *, teacher: Generator, judge: Generator, embedder: Embedder, scorer: Scorer,
                  task: TaskConfig, cfg: QualityConfig, train: Sequence[Example], held_out: Sequence[Example],
                  pool: Sequence[tuple[str, str]], verifier: Callable[[str], str | None] | None,
-                 guard: LeakGuard | None = None) -> None:
+                 guard: LeakGuard | None = None, trust: Trust | None = None) -> None:
         self.teacher, self.judge, self.embedder = teacher, judge, embedder
         self.scorer, self.task, self.cfg, self.verifier = scorer, task, cfg, verifier
+        self.trust = trust if trust is not None else Trust()
+        self.integers = integer_answers([ex.output for ex in train])
         self.guard = guard if guard is not None else LeakGuard(held_out, near=cfg.dup_ngram)
         self.held_out = _reference(embedder, [(f"{ex.split} item {ex.id}", ex.input) for ex in held_out])
         self.known = _reference(embedder, [(f"train item {ex.id}", ex.input) for ex in train]
@@ -85,8 +97,10 @@ class QualityControl:
         if cheap is not None:
             return Verdict(cand.key, False, cheap)
         confirm = self._confirm(cand)
-        # The verifier's word is final for inputs it can read; the judge is for the rest.
-        if not confirm.accepted or not self.cfg.judge or confirm.reason.startswith("accepted: task verifier"):
+        # The verifier's (and the evaluator's) word is final; the judge is for the rest, and only
+        # when its check showed it can tell a right answer from a wrong one.
+        final = confirm.reason.startswith(("accepted: task verifier", "accepted: computed"))
+        if not confirm.accepted or not self.cfg.judge or final or not self.trust.judge:
             return confirm
         return self._judge(cand, confirm)
 
@@ -117,9 +131,37 @@ class QualityControl:
                 return Verdict(cand.key, True, f"accepted: task verifier corrected the answer "
                                f"(teacher wrote {cand.output[:40]!r})", output=expected)
             return Verdict(cand.key, False, f"answer not confirmed: the verifier expects {expected!r}")
+        if cand.expression is not None:
+            return self._computed(cand)
         if not self.cfg.confirm_answer:
             return Verdict(cand.key, True, "accepted")
+        if not self.trust.teacher:
+            return self._unconfirmed(cand)
         return self._teacher_confirms(cand)
+
+    def _computed(self, cand: Candidate) -> Verdict:
+        """Numeric samples: the answer is what the teacher's expression computes."""
+        try:
+            done = solve(cand.expression or "", cand.input, self.integers)
+        except ArithError as err:
+            return Verdict(cand.key, False, f"answer not computed: {err}")
+        if self.scorer.score(cand.output, done.answer) > 0:
+            return Verdict(cand.key, True, f"accepted: computed answer {done.answer} = {done.expression}",
+                           output=done.answer)
+        if self.cfg.verifier_fixes_answer:
+            return Verdict(cand.key, True, f"accepted: computed answer {done.answer} = {done.expression} "
+                           f"(teacher wrote {cand.output[:40]!r})", output=done.answer)
+        return Verdict(cand.key, False, f"answer not confirmed: {done.expression} = {done.answer}, "
+                       f"the teacher wrote {cand.output[:40]!r}")
+
+    def _unconfirmed(self, cand: Candidate) -> Verdict:
+        """The teacher failed its check: its re-solve decides nothing. A label the job chose
+        first stands as written (quality.unconfirmed = keep); any other answer is rejected."""
+        if cand.target is not None and self.cfg.unconfirmed == "keep":
+            return Verdict(cand.key, True, "accepted: label chosen first (unconfirmed: the teacher is "
+                           "not checked better than the student)")
+        why = self.trust.why or "the teacher check failed"
+        return Verdict(cand.key, False, f"answer not confirmed: {why}")
 
     def _teacher_confirms(self, cand: Candidate) -> Verdict:
         if self.task.scorer.kind == "judge":  # no extractable answer to compare: the judge grades it

@@ -61,6 +61,7 @@ class Pattern:
     size: int
     raw: str
     strategy: str = ""
+    keywords: tuple[str, ...] = ()  # c-TF-IDF over its analyses (see keywords.py), best first
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,8 @@ class Job:
     origin: Example | None = None
     prediction: str = ""
     pool: tuple[Example, ...] = ()  # train items to draw exemplars from (pattern jobs)
+    target: str | None = None  # label-first: the answer chosen before the teacher writes the input
+    computed: bool = False  # numeric tasks: the teacher writes the computation, not the answer
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,8 @@ class Candidate:
     parse_error: str | None
     prompt: str
     completion: Completion | None = None
+    target: str | None = None  # the label the job chose (label-first); the output is this label
+    expression: str | None = None  # the teacher's computation (computed answers)
 
 
 @dataclass(frozen=True)

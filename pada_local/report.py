@@ -9,6 +9,7 @@ effective status, best round): it only joins stored rows.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -116,8 +117,8 @@ def run_detail(source: Source, run_id: str) -> dict[str, Any]:
         s["detail"] = json.loads(s.pop("detail_json") or "null")
     return {
         "run": run, "rounds": ledger.rounds(run_id), "stages": stages,
-        "patterns": [{k: p[k] for k in ("round", "cluster", "name", "description", "strategy", "size")}
-                     for p in ledger.pattern_rows(run_id)],
+        "patterns": [{**{k: p[k] for k in ("round", "cluster", "name", "description", "strategy", "size")},
+                      "keywords": pattern_keywords(p)} for p in ledger.pattern_rows(run_id)],
         "metrics": ledger.metrics(run_id),
         "counts": ledger.counts(run_id),
     }
@@ -147,6 +148,26 @@ def stage_rows(source: Source, run_id: str, round_: int) -> list[Row]:
              "tokens": (s["prompt_tokens"] or 0) + (s["completion_tokens"] or 0),
              "detail": json.loads(s.get("detail_json") or "null") or {}}
             for s in _ledger(source).stages(run_id, round_)]
+
+
+def stage_notes(stages: Sequence[Row]) -> list[str]:
+    """The plain lines a reader needs from stage details: the teacher check's verdicts and the
+    training set's label mix next to D_train's (stages as `stage_rows` or `run_detail` give them)."""
+    notes: list[str] = []
+    for s in stages:
+        d = s.get("detail") or {}
+        if s["stage"] == "teacher_check":
+            notes += [d[k]["line"] for k in ("teacher", "judge") if k in d]
+        if s["stage"] == "quality" and d.get("label_mix"):
+            dropped = d.get("dropped_for_balance") or 0
+            tail = f", {dropped} dropped for balance)" if dropped else ")"
+            notes.append(f"label mix {_mix(d['label_mix'])} (D_train {_mix(d['label_mix_train'])}; "
+                         f"distance {d['label_tv']:.2f}{tail}")
+    return notes
+
+
+def _mix(shares: dict[str, float]) -> str:
+    return ", ".join(f"{k} {100 * v:.0f}%" for k, v in shares.items())
 
 
 def score_series(source: Source, run_id: str) -> list[Point]:
@@ -202,6 +223,17 @@ class PatternView:
     failures: list[Failure] = field(default_factory=list)
     samples: int = 0
     accepted: int = 0
+    keywords: list[str] = field(default_factory=list)  # shown beside the name, always
+
+
+def pattern_keywords(p: Row) -> list[str]:
+    """A pattern row's keywords; [] for rows stored before keywords existed."""
+    return list(json.loads(p.get("keywords_json") or "[]"))
+
+
+def name_with_keywords(name: str, keywords: list[str]) -> str:
+    """A pattern's name with its keywords beside it, as `runs show` and the TUI print it."""
+    return f"{name} (keywords: {', '.join(keywords)})" if keywords else name
 
 
 def pattern_rounds(source: Source, run_id: str) -> list[int]:
@@ -235,7 +267,7 @@ def _pattern_view(p: Row, fixed: float | None, failures: list[Failure], cands: l
     mine = [c for c in cands if c["pattern_id"] == p["id"]]
     return PatternView(p["id"], p["round"], p["cluster"], p["name"] or "", p["description"] or "",
                        p["strategy"] or "", p["size"] or 0, fixed, failures, len(mine),
-                       sum(c["effective"] == "accepted" for c in mine))
+                       sum(c["effective"] == "accepted" for c in mine), pattern_keywords(p))
 
 
 def _by_item(rows: list[Row]) -> dict[str, Row]:

@@ -168,6 +168,15 @@ class Ledger:
     def stages(self, run_id: str, r: int | None = None) -> list[Row]:
         return self.store.stages(run_id, r)
 
+    def stage_detail(self, run_id: str, r: int, stage: str) -> dict[str, Any] | None:
+        """A finished stage's recorded detail (its `detail` stats), or None."""
+        import json
+
+        for x in self.store.stages(run_id, r):
+            if x["stage"] == stage and x["status"] == "done":
+                return json.loads(x["detail_json"]) if x["detail_json"] else {}
+        return None
+
     def mark_stage(self, run_id: str, r: int, stage: str, stats: Mapping[str, Any]) -> None:
         """A stage whose rows were stored as it went (generation): only its done mark."""
         self.store.write_stage(run_id, r, stage, stats=stats)
@@ -231,7 +240,7 @@ class Ledger:
     def record_patterns(self, run_id: str, r: int, patterns: Sequence[Pattern],
                         stats: Mapping[str, Any]) -> None:
         rows = [{"cluster": p.cluster, "name": p.name, "description": p.description, "size": p.size,
-                 "raw": p.raw} for p in patterns]
+                 "raw": p.raw, "keywords_json": json.dumps(list(p.keywords))} for p in patterns]
         self.store.write_stage(run_id, r, "patterns", rows={"patterns": rows}, stats=stats)
 
     def record_strategies(self, run_id: str, r: int, patterns: Sequence[Pattern],
@@ -241,7 +250,8 @@ class Ledger:
 
     def patterns(self, run_id: str, r: int) -> list[Pattern]:
         return [Pattern(x["cluster"], x["name"], x["description"], x["size"], x["raw"] or "",
-                        x["strategy"] or "") for x in self.store.rows("patterns", run_id, r)]
+                        x["strategy"] or "", tuple(json.loads(x["keywords_json"] or "[]")))
+                for x in self.store.rows("patterns", run_id, r)]
 
     def pattern_rows(self, run_id: str, r: int | None = None) -> list[Row]:
         return self.store.rows("patterns", run_id, r)
@@ -260,7 +270,8 @@ class Ledger:
         row = {"key": c.key, "run_id": run_id, "round": r, "source": c.source,
                "pattern_id": None if c.pattern_cluster is None else pattern_ids.get(c.pattern_cluster),
                "origin_item_id": c.origin_item_id, "input": c.input, "output": c.output, "raw": c.raw,
-               "verdict": "pending", "reason": c.parse_error, "created_at": now(), "prompt": c.prompt}
+               "verdict": "pending", "reason": c.parse_error, "created_at": now(), "prompt": c.prompt,
+               "target": c.target, "expression": c.expression}
         self.store.add_rows("candidates", [row])
 
     def candidates(self, run_id: str, r: int) -> list[Candidate]:
@@ -389,4 +400,4 @@ def _candidate(x: Mapping[str, Any]) -> Candidate:
     # A pending row's reason is the parse error the generator recorded.
     unparsed = x["reason"] if x["verdict"] == "pending" and x["reason"] else None
     return Candidate(x["key"], x["source"], None, x["origin_item_id"], x["input"] or "", x["output"] or "",
-                     x["raw"] or "", unparsed, "")
+                     x["raw"] or "", unparsed, "", target=x.get("target"), expression=x.get("expression"))

@@ -36,6 +36,11 @@ def normalize(text: str) -> str:
     return sign + ("." if lead.endswith(".") else "") + core
 
 
+def number_strings(text: str) -> list[str]:
+    """The numbers written in `text`, as written ("1,200", "-3", ".5")."""
+    return [x.replace("\u2212", "-") for x in _NUMBER.findall(text)]
+
+
 def last_number(text: str) -> float | None:
     found = _NUMBER.findall(text)
     if not found:

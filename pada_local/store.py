@@ -150,6 +150,14 @@ def migrate_006_comparisons(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE rounds ADD COLUMN reused_from TEXT")
 
 
+def migrate_007_weak_teacher(db: sqlite_utils.Database) -> None:
+    """Additive: a pattern's keywords (class-based TF-IDF over its analyses), a candidate's target
+    label (label-first generation) and arithmetic expression (computed answers)."""
+    db.execute("ALTER TABLE patterns ADD COLUMN keywords_json TEXT")
+    db.execute("ALTER TABLE candidates ADD COLUMN target TEXT")
+    db.execute("ALTER TABLE candidates ADD COLUMN expression TEXT")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", migrate_001_initial),
     ("002_human_review", migrate_002_human_review),
@@ -157,6 +165,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("004_candidate_prompt", migrate_004_candidate_prompt),
     ("005_eval_logprobs", migrate_005_eval_logprobs),
     ("006_comparisons", migrate_006_comparisons),
+    ("007_weak_teacher", migrate_007_weak_teacher),
 ]
 
 # Conflict targets for upserts: they must match a UNIQUE index exactly (expressions included).

@@ -23,6 +23,7 @@ from pada_local import report as data  # the read model the screens show
 from pada_local.config import dump, load
 from pada_local.store import RunStore
 from tui.app import PadaApp, create_app
+from tui.format import one_line
 from tui.screens.compare import CompareScreen
 from tui.screens.live import LiveScreen
 from tui.screens.modals import ConfirmModal, ErrorModal
@@ -345,6 +346,10 @@ def test_patterns_screen_shows_failures_and_fixes(real_run):
         text = _plain(detail)
         first = views[0]
         assert first.failures[0].input.split()[0] in text and "validation failures behind it" in text
+        # Keywords beside every name: a column of the table, and after the name in the detail.
+        shown = column(table(app, "#patterns-table"), 3)
+        assert shown == [one_line(", ".join(v.keywords), 40) for v in views]
+        assert not first.keywords or f"(keywords: {first.keywords[0]}" in text
         assert "shown to you only" in _plain(app.screen.query_one("#leak-note", Static))
         await pilot.press("s")  # the pattern's samples
         assert isinstance(app.screen, SamplesScreen)

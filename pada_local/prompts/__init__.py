@@ -49,18 +49,28 @@ def render(name: str, override: Path | None = None, shots: Sequence[tuple[str, s
     reply. Small teachers copy a demonstrated form far better than they follow a description.
     """
     sections = load(name, override)
-    try:
-        filled = {role: Template(text).substitute(**{k: str(v) for k, v in values.items()})
-                  for role, text in sections.items()}
-    except KeyError as err:
-        raise ConfigError(f"{_path(name, override)}: unknown placeholder ${err.args[0]}") from None
+    text_values = {k: str(v) for k, v in values.items()}
+    filled = {role: _fill(name, override, text, text_values) for role, text in sections.items()
+              if role != "example"}
     messages = [{"role": "system", "content": filled["system"]}] if "system" in filled else []
-    if "example" in filled:
+    if "example" in sections:
+        # `$example_answer` lets a label-first prompt ask for each shot's own answer; its reply
+        # then shows the input alone, as the real reply will be.
+        input_only = "$example_answer" in sections["example"]
         for given, wanted in shots:
-            messages.append({"role": "user", "content": filled["example"]})
-            messages.append({"role": "assistant", "content": json.dumps({"input": given, "output": wanted})})
+            ask = _fill(name, override, sections["example"], {**text_values, "example_answer": wanted})
+            reply = {"input": given} if input_only else {"input": given, "output": wanted}
+            messages.append({"role": "user", "content": ask})
+            messages.append({"role": "assistant", "content": json.dumps(reply)})
     messages.append({"role": "user", "content": filled["user"]})
     return tuple(messages)
+
+
+def _fill(name: str, override: Path | None, text: str, values: dict[str, str]) -> str:
+    try:
+        return Template(text).substitute(**values)
+    except KeyError as err:
+        raise ConfigError(f"{_path(name, override)}: unknown placeholder ${err.args[0]}") from None
 
 
 # The reply schemas: llama.cpp turns each into a grammar; pydantic validates every reply.
@@ -82,6 +92,20 @@ class StrategyReply(BaseModel):
 
 class SampleReply(BaseModel):
     input: str = Field(..., min_length=1)
+    output: str = Field(..., min_length=1)
+
+
+class InputReply(BaseModel):
+    """Label-first generation: the job chose the answer; the teacher writes only the input."""
+
+    input: str = Field(..., min_length=1)
+
+
+class ComputedReply(BaseModel):
+    """Computed answers: the teacher writes the computation; the evaluator gives the answer."""
+
+    input: str = Field(..., min_length=1)
+    expression: str = Field(..., min_length=1)
     output: str = Field(..., min_length=1)
 
 

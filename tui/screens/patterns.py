@@ -29,11 +29,16 @@ def fixed_text(p: PatternView) -> str:
     return f"{pct(p.fixed)}% fixed ({done} of {len(p.failures)})"
 
 
+def keywords_text(p: PatternView) -> str:
+    # Shown beside every name: the teacher's name may be vague, the keywords come from the analyses.
+    return f" (keywords: {', '.join(p.keywords)})" if p.keywords else ""
+
+
 def pattern_detail(p: PatternView) -> Group:
     """The full story of one pattern, as rich renderables (user text is never markup)."""
     counts = f"   cluster {p.cluster} · {p.size} analyses · {p.samples} samples ({p.accepted} accepted)"
     parts: list[Any] = [
-        Text.assemble((p.name or f"pattern {p.cluster}", "bold"), counts),
+        Text.assemble((p.name or f"pattern {p.cluster}", "bold"), keywords_text(p), counts),
         Text(p.description or "(no description)"),
         Text.assemble(("strategy: ", "bold"), p.strategy or "(none drafted)"),
         Text.assemble(("after this round's training: ", "bold"), fixed_text(p)),
@@ -84,7 +89,7 @@ class PatternsScreen(PadaScreen):
 
     def on_mount(self) -> None:
         table = self.query_one("#patterns-table", DataTable)
-        table.add_columns("pattern", "size", "fixed")
+        table.add_columns("pattern", "size", "fixed", "keywords")
         self.rounds = self.pada.read(lambda ledger: pattern_rounds(ledger, self.run_id), [])
         select = self.query_one("#pattern-round", Select)
         select.set_options([(f"round {r}", r) for r in self.rounds])
@@ -125,7 +130,8 @@ class PatternsScreen(PadaScreen):
         table.clear()
         for p in self.views:
             fixed = "-" if p.fixed is None else pct(p.fixed)
-            table.add_row(one_line(p.name, 24), str(p.size), fixed, key=str(p.id))
+            table.add_row(one_line(p.name, 24), str(p.size), fixed, one_line(", ".join(p.keywords), 40),
+                          key=str(p.id))
         row = min(max(row, 0), max(len(self.views) - 1, 0))
         table.move_cursor(row=row)
         self._detail(row)

@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
-from pada_local.report import run_view
+from pada_local.report import run_view, stage_notes
 from pada_local.runs import RESUMABLE
 
 from .. import data
@@ -145,6 +145,7 @@ class RunScreen(PadaScreen):
                 f"train {pct(r.get('train_score'))} · accepted {cell(r.get('n_accepted'))} · "
                 f"rejected {cell(r.get('n_rejected'))} · train items {cell(r.get('n_train'))} · "
                 f"{duration(r.get('seconds'))}")
+        text = "\n".join([text, *stage_notes(snap["stages"][n])])
         self.query_one(f"#round-{n}-summary", Static).update(Text(text))
         rows = [_stage_cells(s) for s in snap["stages"][n]]
         _fill(self.query_one(f"#stages-{n}", DataTable), STAGE_COLUMNS, rows)

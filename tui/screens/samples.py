@@ -42,6 +42,9 @@ def sample_detail(c: dict[str, Any]) -> Group:
                       f"   (quality control: {c['verdict']}" + (f"; you: {human}" if human else "") + ")"),
         field("reason", c["reason"]), field("judge score", c["judge_score"]),
         field("pattern", c["pattern"]), field("from train item", c["origin_item_id"]),
+        # Who decided the answer: a label the job chose first, or the teacher's computation.
+        *([field("label chosen first", c["target"])] if c.get("target") else []),
+        *([field("computed from", c["expression"])] if c.get("expression") else []),
         Rule("input", style="dim"), Text(c["input"] or ""),
         Rule("output", style="dim"), Text(c["output"] or ""),
         Rule("teacher's raw reply", style="dim"), Text(c["raw"] or ""),

@@ -1,0 +1,73 @@
+"""Keep a round's training set near D_train's label mix.
+
+Pattern targeting tilts generation toward the labels the student gets wrong, and a weak teacher
+tilts it further toward whatever it likes to write; a training set that drifts from D_train's
+label distribution teaches the student a new prior instead of a skill. After quality control, a
+seeded choice of surplus samples is dropped until the total-variation distance between the
+training set's label distribution and D_train's is within the bound (or nothing of this round
+is left to drop).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+def distribution(labels: Sequence[str]) -> dict[str, float]:
+    counts = Counter(labels)
+    total = sum(counts.values())
+    return {k: counts[k] / total for k in sorted(counts)} if total else {}
+
+
+def tv_distance(p: dict[str, float], q: dict[str, float]) -> float:
+    """Total variation: half the L1 distance (0 = same mix, 1 = disjoint)."""
+    return 0.5 * sum(abs(p.get(k, 0.0) - q.get(k, 0.0)) for k in set(p) | set(q))
+
+
+@dataclass(frozen=True)
+class Balance:
+    dropped: dict[str, str]  # candidate key -> its label, dropped for balance
+    before: float  # TV distance with every accepted sample
+    after: float  # TV distance after the drops
+    mix: dict[str, float]  # the training set's label distribution after the drops
+    reference: dict[str, float]  # D_train's
+
+    def stats(self) -> dict[str, object]:
+        return {"label_mix": {k: round(v, 4) for k, v in self.mix.items()},
+                "label_mix_train": {k: round(v, 4) for k, v in self.reference.items()},
+                "label_tv": round(self.after, 4), "label_tv_before": round(self.before, 4),
+                "dropped_for_balance": len(self.dropped)}
+
+
+def rebalance(train: Sequence[str], earlier: Sequence[str], new: Sequence[tuple[str, str]],
+              max_tv: float, seed: int) -> Balance:
+    """`train`: D_train's labels; `earlier`: accepted samples of earlier rounds (kept as they
+    are); `new`: (key, label) of this round's accepted samples. Drops the fewest new samples, one
+    at a time from the label most over its D_train share, picked by `seed`."""
+    reference = distribution(train)
+    rng = random.Random(seed)
+    pool: dict[str, list[str]] = {}
+    for key, label in new:
+        pool.setdefault(label, []).append(key)
+    for keys in pool.values():
+        rng.shuffle(keys)
+    counts = Counter([*train, *earlier, *(label for _, label in new)])
+    before = tv_distance(_share(counts), reference)
+    dropped: dict[str, str] = {}
+    while tv_distance(_share(counts), reference) > max_tv:
+        share = _share(counts)
+        over = [k for k in pool if pool[k] and share.get(k, 0.0) > reference.get(k, 0.0)]
+        if not over:
+            break
+        label = max(over, key=lambda k: (share[k] - reference.get(k, 0.0), k))
+        dropped[pool[label].pop()] = label
+        counts[label] -= 1
+    return Balance(dropped, before, tv_distance(_share(counts), reference), _share(counts), reference)
+
+
+def _share(counts: Counter[str]) -> dict[str, float]:
+    total = sum(counts.values())
+    return {k: v / total for k, v in sorted(counts.items()) if v} if total else {}
