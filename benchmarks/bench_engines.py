@@ -5,9 +5,13 @@
 2. student generation tokens/s, batched vs. one at a time;
 3. trainer tokens/s for a few LoRA steps;
 4. label scoring items/s, log-likelihood of each label vs. greedy generation + label extraction,
-   on the same items (and how often each is right).
+   on the same items (and how often each is right);
+5. the teacher behind a server: the same prompts through the in-process backend and through
+   llama-cpp-python's OpenAI-compatible server on 127.0.0.1 at concurrency 1 and 4 (samples/s and
+   completion tokens/s). That server answers one request at a time, so concurrency shows its
+   overhead here; servers that batch (llama-server -np N, vLLM) are where it pays.
 
-Run: .venv/bin/python benchmarks/bench_engines.py [--prompts 12] [--train-steps 4] [--only loglik]
+Run: .venv/bin/python benchmarks/bench_engines.py [--prompts 12] [--train-steps 4] [--only endpoint]
 """
 
 from __future__ import annotations
@@ -125,6 +129,53 @@ def bench_loglik(n: int, max_new_tokens: int = 8) -> dict[str, float]:
             "gen_acc": sum(scorer.score(r.text, g) for r, g in zip(replies, gold, strict=True)) / n}
 
 
+def bench_endpoint(n: int) -> dict[str, float]:
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    from pada_local.backends.llama_cpp import LlamaCppGenerator
+    from pada_local.backends.openai_endpoint import OpenAIGenerator
+
+    path = models.resolve_teacher("smollm2-135m")
+    reqs = teacher_requests(n)
+    out: dict[str, float] = {}
+    local = LlamaCppGenerator(path, n_ctx=2048, seed=0)
+    out["in-process"], out["in-process_tok"] = _timed(local.generate, reqs)
+    local.close()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1"
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--model_alias", "teacher",
+           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(360):
+            try:
+                urllib.request.urlopen(f"{url}/models", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        for c in (1, 4):
+            gen = OpenAIGenerator(url, "teacher", seed=0, concurrency=c)
+            gen.probe()
+            out[f"server x{c}"], out[f"server x{c}_tok"] = _timed(gen.generate, reqs)
+            gen.close()
+    finally:
+        server.terminate()
+        server.wait()
+    return out
+
+
+def _timed(generate: object, reqs: list[ChatRequest]) -> tuple[float, float]:
+    t0 = time.perf_counter()
+    done = generate(reqs)  # type: ignore[operator]
+    seconds = time.perf_counter() - t0
+    return len(done) / seconds, sum(c.completion_tokens for c in done) / seconds
+
+
 def report_teacher(prompts: int) -> None:
     t = bench_teacher(prompts)
     overhead = 100 * (t["bare_tok_s"] - t["ours_tok_s"]) / t["bare_tok_s"]
@@ -137,10 +188,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--prompts", type=int, default=16)
     ap.add_argument("--train-steps", type=int, default=4)
-    ap.add_argument("--only", choices=["teacher", "student", "trainer", "loglik"], action="append",
+    sections = ["teacher", "student", "trainer", "loglik", "endpoint"]
+    ap.add_argument("--only", choices=sections, action="append",
                     help="run only these sections (repeatable); default: all")
     args = ap.parse_args()
-    run = set(args.only or ["teacher", "student", "trainer", "loglik"])
+    run = set(args.only or sections)
     if "teacher" in run:
         report_teacher(args.prompts)
     if "student" in run:
@@ -157,6 +209,10 @@ def main() -> None:
         print(f"labels   {ll['n']} items, 2 labels: loglik {ll['loglik_items_s']:.2f} items/s "
               f"({100 * ll['loglik_acc']:.0f}% right) | generate(8 tok)+extract {ll['gen_items_s']:.2f} "
               f"items/s ({100 * ll['gen_acc']:.0f}% right) | speed-up x{speedup:.1f}")
+    if "endpoint" in run:
+        e = bench_endpoint(args.prompts)
+        print("endpoint " + " | ".join(f"{k} {e[k]:.2f} samples/s, {e[k + '_tok']:.1f} tok/s"
+                                       for k in ("in-process", "server x1", "server x4")))
 
 
 if __name__ == "__main__":

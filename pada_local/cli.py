@@ -59,14 +59,19 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from .doctor import collect
+    from .doctor import collect, config_checks
 
     report = collect()
+    if args.config is not None:
+        from .config import load
+
+        report["checks"] += config_checks(load(Path(args.config), []))
+    ok = all(c["status"] != "missing" for c in report["checks"] if c.get("required"))
     if args.json:
         print(json.dumps(report, indent=2))
-        return 0
+        return 0 if ok else 1
     _table(report["checks"], ["check", "status", "detail", "fix"], title="pada doctor")
-    return 0 if all(c["status"] != "missing" for c in report["checks"] if c.get("required")) else 1
+    return 0 if ok else 1
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -429,6 +434,7 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("doctor", help="what this machine has and what to do about what is missing")
     d.add_argument("--json", action="store_true", help="machine-readable output")
+    d.add_argument("--config", help="also check this config's models; a teacher behind a server is probed")
     d.set_defaults(func=cmd_doctor)
 
     c = sub.add_parser("config", help="validate a config and print it resolved (or its JSON schema)")

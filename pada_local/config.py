@@ -103,6 +103,9 @@ class TeacherConfig(_Section):
     n_gpu_layers: int = Field(0, ge=-1, description="Layers offloaded to the GPU (-1 = all).")
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="Sampling temperature for generation.")
     max_tokens: int = Field(256, ge=8, description="Cap on tokens per teacher reply.")
+    concurrency: int = Field(
+        4, ge=1, le=64, description="Requests in flight at once to a teacher behind a server (halved "
+        "after an error or time-out); the in-process llama.cpp teacher answers one at a time.")
     seed: int | None = Field(
         None, ge=0,
         description="Sampling seed for requests without their own; None = derived from loop.seed.")

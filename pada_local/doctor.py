@@ -90,3 +90,44 @@ def collect() -> dict[str, Any]:
         ver = _version(dist)
         checks.append(_check(dist, ver is not None, ver or "not installed", "pip install -e ."))
     return {"version": _version("pada-local"), "checks": checks}
+
+
+def config_checks(cfg: Any) -> list[dict[str, Any]]:
+    """`pada doctor --config CONFIG`: the config's own models, and for a teacher or judge behind a
+    server the capability probe (it answers, serves the model, honours a schema request)."""
+    from .errors import PadaError
+
+    rows = []
+    for role in ("teacher", "judge"):
+        endpoint = cfg.models.judge_endpoint if role == "judge" else cfg.models.teacher_endpoint
+        name = cfg.models.judge if role == "judge" else cfg.models.teacher
+        if endpoint is None and name is None:
+            continue
+        try:
+            if endpoint is not None:
+                detail = _probe(endpoint)
+            else:
+                detail = str(models.resolve_teacher(name, role=role))
+            rows.append(_check(f"config: {role}", True, detail))
+        except PadaError as err:
+            rows.append(_check(f"config: {role}", False, str(err), err.hint or ""))
+    try:
+        spec = models.resolve_student(cfg.models.student)
+        rows.append(_check("config: student", True, f"{spec.name}: {spec.hf_dir or spec.gguf}"))
+    except PadaError as err:
+        rows.append(_check("config: student", False, str(err), err.hint or ""))
+    return rows
+
+
+def _probe(endpoint: Any) -> str:
+    from .backends.openai_endpoint import OpenAIGenerator, url_warnings
+
+    gen = OpenAIGenerator(endpoint.base_url, endpoint.model, api_key_env=endpoint.api_key_env,
+                          timeout=min(endpoint.timeout, 60.0), retries=1, backoff=0.5)
+    try:
+        mode = gen.probe()
+    finally:
+        gen.close()
+    warnings = "; ".join(url_warnings(endpoint.base_url))
+    return f"{endpoint.model} at {endpoint.base_url}: answers, structured output via {mode}" + (
+        f" (warning: {warnings})" if warnings else "")

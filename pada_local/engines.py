@@ -64,7 +64,7 @@ class Engines:
             served: Generator = get_generator(
                 "openai", endpoint.base_url, endpoint.model, api_key_env=endpoint.api_key_env,
                 temperature=t.temperature, max_tokens=t.max_tokens, seed=0 if t.seed is None else t.seed,
-                timeout=endpoint.timeout, retries=endpoint.retries)
+                timeout=endpoint.timeout, retries=endpoint.retries, concurrency=t.concurrency)
             return served
         self._log(f"loading teacher {name}")
         gen: Generator = get_generator("llama_cpp", resolve_teacher(name, role), n_ctx=t.n_ctx,

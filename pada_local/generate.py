@@ -177,12 +177,31 @@ def run_jobs(teacher: Generator, jobs: Sequence[Job], task: TaskConfig, train: S
     progress = StageProgress(report, "generate", round_, total if total is not None else len(jobs))
     if done:
         progress.step(done, "resumed")
-    for job in jobs:
-        messages = job_messages(job, task, train, n_exemplars)
-        reply = teacher.generate([ChatRequest(messages, schema=reply_schema(job), seed=job.seed)])[0]
-        on_candidate(_candidate(job, messages, reply))
+    prompts = [job_messages(job, task, train, n_exemplars) for job in jobs]
+    requests = [ChatRequest(m, schema=reply_schema(job), seed=job.seed)
+                for job, m in zip(jobs, prompts, strict=True)]
+
+    def arrived(i: int, reply: Completion) -> None:  # in arrival order when a server runs several
+        on_candidate(_candidate(jobs[i], prompts[i], reply))
         progress.step()
+
+    teacher.generate(requests, on_item=arrived)
     progress.end()
+
+
+_SOURCES = {"error": 0, "pattern": 1, "paraphrase": 2}
+
+
+def job_order(key: str) -> tuple[int, int, int]:
+    """A candidate key's place in the round's plan (errors, then patterns by cluster, then
+    paraphrases; each by index): quality control reviews in this order whatever order a server
+    answered in, because its duplicate check keeps the first of two near-copies."""
+    parts = key.split(":")  # [run/]r1:source:...:index (an item id may hold ':' or '/')
+    try:
+        cluster = int(parts[2]) if parts[1] == "pattern" else 0
+        return _SOURCES.get(parts[1], 3), cluster, int(parts[-1])
+    except (IndexError, ValueError):
+        return 3, 0, 0
 
 
 def _candidate(job: Job, messages: tuple[dict[str, str], ...], c: Completion) -> Candidate:

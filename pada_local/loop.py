@@ -23,7 +23,7 @@ from .errors import Cancelled, ConfigError, PadaError
 from .evaluate import accuracy, evaluate
 from .events import Event, Reporter, silent
 from .files import now, sha256_file, write_jsonl
-from .generate import Answers, plan_jobs, run_jobs
+from .generate import Answers, job_order, plan_jobs, run_jobs
 from .keywords import group_texts, with_keywords
 from .leakage import LeakGuard
 from .quality import Trust
@@ -417,7 +417,7 @@ class Orchestrator:
                                 cfg=self.cfg.quality, train=self.p.splits.train,
                                 held_out=self.p.splits.validation + self.p.splits.test, pool=pool,
                                 verifier=self.p.verifier, guard=self.guard, trust=trust)
-            candidates = self.ledger.candidates(self.run_id, r)
+            candidates = sorted(self.ledger.candidates(self.run_id, r), key=lambda c: job_order(c.key))
             verdicts = qc.review(candidates, report=self.report, round_=r)
             verdicts, mix = self._balance(r, candidates, verdicts)
             n_ok = sum(v.accepted for v in verdicts)

@@ -107,6 +107,8 @@ class QualityControl:
     def _cheap_checks(self, cand: Candidate, vector: Any) -> str | None:
         if cand.parse_error is not None:
             return f"unparseable: {cand.parse_error}"
+        if not cand.input.strip():  # e.g. the teacher wrote only "Question:", which is stripped
+            return "unparseable: empty input"
         problem = self.scorer.format_problem(cand.output)
         if problem is not None:
             return f"wrong format: {problem}"

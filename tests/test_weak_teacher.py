@@ -354,3 +354,10 @@ def test_the_samples_view_shows_who_decided_the_answer() -> None:
     console.print(sample_detail(row))
     text = console.export_text()
     assert "computed from: 6 * 7" in text and "label chosen first" not in text
+
+
+def test_an_empty_input_is_rejected_before_anything_else() -> None:
+    teacher = Scripted([])
+    qc = _qc(LABEL_TASK, teacher, Trust(False, False), _train())
+    verdict = qc.review([_cand("a", "  ", "negative", target="negative")])[0]
+    assert not verdict.accepted and verdict.reason == "unparseable: empty input" and teacher.calls == 0

@@ -8,6 +8,8 @@ with pydantic exactly as the in-process backend does: an invalid reply is a fail
 with its raw text, never an exception. A prompt longer than the server's context is one item's
 failure too. Connection errors, time-outs and server errors are retried a bounded number of
 times with back-off, then stop the run with a PadaError naming the URL and what failed.
+With `concurrency` > 1 several requests are in flight at once; an error halves that number
+(one more after each run of successes), and replies reach the caller as they arrive.
 
 The API key is read from the named environment variable when the client is built, handed to
 the client and never kept anywhere else (not on this object, not in any config or log).
@@ -18,6 +20,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -50,6 +53,7 @@ class OpenAIGenerator:
         timeout: float = 300.0,
         retries: int = 3,
         backoff: float = 1.0,
+        concurrency: int = 1,
     ) -> None:
         try:
             import openai
@@ -65,6 +69,8 @@ class OpenAIGenerator:
         self.retries = retries
         self.backoff = backoff
         self._mode: str | None = None  # fixed by the first structured request a mode serves
+        self.concurrency = max(1, concurrency)
+        self.window = Window(self.concurrency)
         for warning in url_warnings(self.base_url):
             log.warning(warning)
         # Retries are ours (bounded, then a clean stop naming the URL), not the client's.
@@ -74,7 +80,49 @@ class OpenAIGenerator:
     # ------------------------------------------------------------------ Generator protocol
 
     def generate(self, requests: Sequence[ChatRequest], on_item: OnItem | None = None) -> list[Completion]:
-        return one_by_one(self.complete, requests, on_item)
+        """Up to `concurrency` requests in flight (servers batch them), fewer after errors; each
+        reply goes to `on_item` as it arrives, and the list comes back in request order."""
+        if self.concurrency == 1 or len(requests) <= 1:
+            return one_by_one(self.complete, requests, on_item)
+        out: dict[int, Completion] = {}
+        start = 0
+        if self._mode is None and any(r.schema is not None for r in requests):
+            # The first structured request finds the server's output mode; the rest then use it.
+            first = next(i for i, r in enumerate(requests) if r.schema is not None)
+            for i in range(first + 1):
+                out[i] = self.complete(requests[i])
+                if on_item is not None:
+                    on_item(i, out[i])
+            start = first + 1
+        self._in_parallel(requests, range(start, len(requests)), out, on_item)
+        return [out[i] for i in range(len(requests))]
+
+    def _in_parallel(self, requests: Sequence[ChatRequest], todo: range, out: dict[int, Completion],
+                     on_item: OnItem | None) -> None:
+        from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+        pending = iter(todo)
+        running: dict[Future[Completion], int] = {}
+        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="teacher")
+        try:
+            while True:
+                while len(running) < self.window.limit:
+                    i = next(pending, None)
+                    if i is None:
+                        break
+                    running[pool.submit(self.complete, requests[i])] = i
+                if not running:
+                    return
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=running.__getitem__):
+                    i = running.pop(future)
+                    out[i] = future.result()  # a failure after the retries stops the stage here
+                    self.window.success()
+                    if on_item is not None:
+                        on_item(i, out[i])
+        finally:
+            # Requests not yet sent are dropped; those in flight finish and are discarded.
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def complete(self, req: ChatRequest) -> Completion:
         import openai
@@ -185,7 +233,9 @@ class OpenAIGenerator:
 
     def _wait(self, err: Exception, attempt: int) -> None:
         wait = self.backoff * 2 ** attempt
-        log.warning("%s: %s; retrying in %.1fs", self.base_url, type(err).__name__, wait)
+        limit = self.window.shrink()
+        log.warning("%s: %s; retrying in %.1fs (%d requests at once from now)", self.base_url,
+                    type(err).__name__, wait, limit)
         time.sleep(wait)
 
     def _auth_error(self, err: Exception) -> ModelError:
@@ -203,6 +253,27 @@ class OpenAIGenerator:
             finish_reason=choice.finish_reason,
         )
         return done if req.schema is None else _validated(done, req)
+
+
+class Window:
+    """How many requests may be in flight: halved on each error or time-out, one more after a
+    run of successes as long as the window (additive increase, multiplicative decrease)."""
+
+    def __init__(self, most: int) -> None:
+        self.most, self.limit, self.lowest, self._streak = most, most, most, 0
+        self._lock = threading.Lock()
+
+    def shrink(self) -> int:
+        with self._lock:
+            self.limit, self._streak = max(1, self.limit // 2), 0
+            self.lowest = min(self.lowest, self.limit)
+            return self.limit
+
+    def success(self) -> None:
+        with self._lock:
+            self._streak += 1
+            if self.limit < self.most and self._streak >= self.limit:
+                self.limit, self._streak = self.limit + 1, 0
 
 
 _RESUME = "is the server running and reachable? finished work is kept: `pada run --resume RUN_ID` continues"
