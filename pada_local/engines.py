@@ -126,6 +126,7 @@ class Counted:
     def __init__(self, inner: Generator, tally: Tally) -> None:
         self.inner, self.tally = inner, tally
         self.supports_schema = inner.supports_schema
+        self.concurrency = int(getattr(inner, "concurrency", 1))  # quality control batches when > 1
 
     def generate(self, requests: Sequence[ChatRequest], on_item: OnItem | None = None) -> list[Completion]:
         out = self.inner.generate(requests, on_item=on_item)

@@ -84,9 +84,15 @@ def _top(weights: np.ndarray, counts: np.ndarray, vocab: list[str], top_n: int,
 # ---------------------------------------------------------------- the name rule
 
 
+MAX_NAME_WORDS = 8
+
+
 def readable_name(name: str, texts: Sequence[str], keywords: Sequence[str]) -> bool:
-    """Whether a teacher-written name can stand: made of words (no token with three or more
-    digits, some letters) and sharing a content word with its cluster's analyses or keywords."""
+    """Whether a teacher-written name can stand: a name, not a sentence (at most MAX_NAME_WORDS
+    words), made of words (no token with three or more digits, some letters) and sharing a
+    content word with its cluster's analyses or keywords."""
+    if len(name.split()) > MAX_NAME_WORDS:  # small teachers often write a whole sentence
+        return False
     if any(sum(ch.isdigit() for ch in token) >= 3 for token in name.split()):
         return False
     if not any(ch.isalpha() for ch in name):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .arith import ArithError, integer_answers, solve
-from .backends.base import ChatRequest, Embedder, Generator
+from .backends.base import ChatRequest, Completion, Embedder, Generator
 from .config import QualityConfig, TaskConfig
 from .data import Example
 from .events import Reporter, StageProgress, silent
@@ -72,6 +72,7 @@ class QualityControl:
         self.teacher, self.judge, self.embedder = teacher, judge, embedder
         self.scorer, self.task, self.cfg, self.verifier = scorer, task, cfg, verifier
         self.trust = trust if trust is not None else Trust()
+        self._replies: dict[tuple[str, str], Completion] = {}  # asked ahead (see _prefetch)
         self.integers = integer_answers([ex.output for ex in train])
         self.guard = guard if guard is not None else LeakGuard(held_out, near=cfg.dup_ngram)
         self.held_out = _reference(embedder, [(f"{ex.split} item {ex.id}", ex.input) for ex in held_out])
@@ -82,6 +83,7 @@ class QualityControl:
                round_: int | None = None) -> list[Verdict]:
         progress = StageProgress(report, "quality", round_, len(candidates))
         vectors = self.embedder.embed([c.input or " " for c in candidates])
+        self._prefetch(candidates, vectors)
         verdicts = []
         for cand, vector in zip(candidates, vectors, strict=True):  # one vector per candidate
             verdict = self._review_one(cand, vector)
@@ -91,6 +93,60 @@ class QualityControl:
             progress.step()
         progress.end()
         return verdicts
+
+    # -- a server answers many requests at once: ask them all first, decide in order after
+
+    def _prefetch(self, candidates: Sequence[Candidate], vectors: Any) -> None:
+        """With a teacher (or judge) behind a server, send every re-solve, then every judge request,
+        that the ordered review could need, in one batch each. The review then decides in key
+        order from these replies, exactly as it would asking one by one; a candidate the ordered
+        pass rejects first (a duplicate of a sample accepted before it) wastes its request."""
+        self._replies.clear()
+        if not _parallel(self.teacher) and not _parallel(self.judge):
+            return
+        needs = [c for c, v in zip(candidates, vectors, strict=True)
+                 if self._cheap_checks(c, v) is None and self._asks_teacher(c)]
+        first = "grade" if self.task.scorer.kind == "judge" else "solve"
+        self._ask_all(first, needs)
+        if first == "solve" and self.cfg.judge and self.trust.judge:
+            agreed = [c for c in needs if self._agrees(self._replies[("solve", c.key)], c)]
+            self._ask_all("judge", agreed)
+
+    def _asks_teacher(self, cand: Candidate) -> bool:
+        if cand.expression is not None or not self.cfg.confirm_answer or not self.trust.teacher:
+            return False
+        return self.verifier is None or self.verifier(cand.input) is None
+
+    def _ask_all(self, kind: str, cands: Sequence[Candidate]) -> None:
+        gen = self.teacher if kind == "solve" else self.judge
+        if cands and _parallel(gen):
+            replies = gen.generate([self._request(kind, c) for c in cands])
+            self._replies.update({(kind, c.key): r for c, r in zip(cands, replies, strict=True)})
+
+    def _ask(self, kind: str, cand: Candidate) -> Completion:
+        found = self._replies.pop((kind, cand.key), None)
+        if found is not None:
+            return found
+        gen = self.teacher if kind == "solve" else self.judge
+        return gen.generate([self._request(kind, cand)])[0]
+
+    def _request(self, kind: str, cand: Candidate) -> ChatRequest:
+        common: dict[str, Any] = {"task_description": self.task.description or self.task.name,
+                  "answer_format": self.task.answer_format or "as in the examples", "input": cand.input}
+        if kind == "solve":
+            return ChatRequest(render("solve", **common), schema=SolveReply, temperature=0.0, max_tokens=96)
+        if kind == "grade":
+            messages = render("judge_confirm", rubric=self.task.scorer.rubric or "", input=cand.input,
+                              prediction=cand.output)
+            return ChatRequest(messages, schema=GradeReply, temperature=0.0, max_tokens=120)
+        return ChatRequest(render("judge", output=cand.output, **common), schema=JudgeReply, temperature=0.0,
+                           max_tokens=120)
+
+    def _agrees(self, reply: Completion, cand: Candidate) -> bool:
+        return reply.ok and reply.data is not None and \
+            self.scorer.score(reply.data.answer, cand.output) > 0  # type: ignore[attr-defined]
+
+    # -- one candidate
 
     def _review_one(self, cand: Candidate, vector: Any) -> Verdict:
         cheap = self._cheap_checks(cand, vector)
@@ -168,10 +224,7 @@ class QualityControl:
     def _teacher_confirms(self, cand: Candidate) -> Verdict:
         if self.task.scorer.kind == "judge":  # no extractable answer to compare: the judge grades it
             return self._judge_confirms(cand)
-        messages = render("solve", task_description=self.task.description or self.task.name,
-                          answer_format=self.task.answer_format or "as in the examples", input=cand.input)
-        request = ChatRequest(messages, schema=SolveReply, temperature=0.0, max_tokens=96)
-        reply = self.teacher.generate([request])[0]
+        reply = self._ask("solve", cand)
         if not reply.ok or reply.data is None:
             return Verdict(cand.key, False, "answer not confirmed: the teacher's re-solve was invalid", None,
                            (reply,))
@@ -183,10 +236,7 @@ class QualityControl:
 
     def _judge_confirms(self, cand: Candidate) -> Verdict:
         """For judge-scored tasks: the judge grades the candidate's answer under the task's rubric."""
-        messages = render("judge_confirm", rubric=self.task.scorer.rubric or "", input=cand.input,
-                          prediction=cand.output)
-        request = ChatRequest(messages, schema=GradeReply, temperature=0.0, max_tokens=120)
-        reply = self.judge.generate([request])[0]
+        reply = self._ask("grade", cand)
         if not reply.ok or not isinstance(reply.data, GradeReply):
             return Verdict(cand.key, False, "answer not confirmed: the judge's grade was invalid", None,
                            (reply,))
@@ -196,11 +246,7 @@ class QualityControl:
         return Verdict(cand.key, False, why, None, (reply,))
 
     def _judge(self, cand: Candidate, confirmed: Verdict) -> Verdict:
-        messages = render("judge", task_description=self.task.description or self.task.name,
-                          answer_format=self.task.answer_format or "as in the examples", input=cand.input,
-                          output=cand.output)
-        request = ChatRequest(messages, schema=JudgeReply, temperature=0.0, max_tokens=120)
-        reply = self.judge.generate([request])[0]
+        reply = self._ask("judge", cand)
         spent = confirmed.completions + (reply,)
         if not reply.ok or reply.data is None:
             return Verdict(cand.key, False, "judge reply invalid", None, spent)
@@ -209,3 +255,8 @@ class QualityControl:
             return Verdict(cand.key, False, f"judge score {score} < {self.cfg.judge_threshold}: {why[:120]}",
                            score, spent)
         return Verdict(cand.key, True, f"{confirmed.reason}; judge score {score}", score, spent)
+
+
+def _parallel(gen: Generator) -> bool:
+    """A generator that answers several requests at once (a server with concurrency > 1)."""
+    return int(getattr(gen, "concurrency", 1)) > 1

@@ -96,7 +96,8 @@ def test_an_unallowed_word_is_skipped_and_the_next_one_taken() -> None:
 # ---------------------------------------------------------------- the name rule
 
 
-@pytest.mark.parametrize("name", ["Alabyn-11111", "12345", "!!!", "Quantum widget failures", "pattern 0"])
+@pytest.mark.parametrize("name", ["Alabyn-11111", "12345", "!!!", "Quantum widget failures", "pattern 0",
+                                  "The student often ignores the negation in a review that is positive overall"])
 def test_unreadable_names_are_replaced_by_the_keywords(name: str) -> None:
     keywords = cluster_keywords(GROUPS)[0]
     assert not readable_name(name, GROUPS[0], keywords)

@@ -361,3 +361,39 @@ def test_an_empty_input_is_rejected_before_anything_else() -> None:
     qc = _qc(LABEL_TASK, teacher, Trust(False, False), _train())
     verdict = qc.review([_cand("a", "  ", "negative", target="negative")])[0]
     assert not verdict.accepted and verdict.reason == "unparseable: empty input" and teacher.calls == 0
+
+
+class Oracle:
+    """Answers by reading the request (so order cannot matter) and records each batch's size."""
+
+    supports_schema = True
+
+    def __init__(self, concurrency: int) -> None:
+        self.concurrency, self.batches = concurrency, []
+
+    def generate(self, requests: list[ChatRequest], on_item: Any = None) -> list[Completion]:
+        self.batches.append(len(requests))
+        out = []
+        for r in requests:
+            text = r.messages[-1]["content"]
+            data: Any = (SolveReply(answer="positive" if "great" in text else "negative")
+                         if r.schema is SolveReply
+                         else JudgeReply(score=2 if "meh" in text else 4, reason="r"))
+            out.append(Completion(data.model_dump_json(), data))
+        return out
+
+
+def test_quality_control_asks_a_server_in_batches_and_decides_the_same() -> None:
+    cands = [_cand("r1:pattern:0:0", "A great film with a great cast.", "positive", target="positive"),
+             # a near copy of the first: the ordered pass rejects it even though it was asked ahead
+             _cand("r1:pattern:0:1", "A great film with a great cast!", "positive", target="positive"),
+             _cand("r1:pattern:0:2", "Dull, slow and far too long.", "positive", target="positive"),
+             _cand("r1:pattern:0:3", "meh, great in parts", "positive", target="positive")]
+    one, many = Oracle(1), Oracle(3)
+    alone = _qc(LABEL_TASK, one, Trust(True, True), _train()).review(cands)
+    batched = _qc(LABEL_TASK, many, Trust(True, True), _train()).review(cands)
+    assert [(v.accepted, v.reason) for v in alone] == [(v.accepted, v.reason) for v in batched]
+    assert [v.accepted for v in batched] == [True, False, False, False]
+    assert "duplicate" in batched[1].reason and "re-solved" in batched[2].reason
+    assert "judge score 2" in batched[3].reason
+    assert max(one.batches) == 1 and max(many.batches) > 1
