@@ -45,6 +45,7 @@ class Exported:
     round: int
     synthetic_only: bool
     counts: dict[str, int]  # records per source
+    selection: str | None = None  # a chosen set of samples (the TUI's filters), described
 
 
 # ---------------------------------------------------------------- selecting the records
@@ -126,6 +127,21 @@ def synthetic_set(ledger: Ledger, run_id: str, round_: int) -> list[dict[str, An
     return out
 
 
+def selected_set(ledger: Ledger, run_id: str, ids: Sequence[int]) -> list[dict[str, Any]]:
+    """Chosen candidates (any verdict: the TUI's filters decide), in the order given, rendered as
+    the student would be trained on them, with provenance."""
+    system = (ledger.config(run_id).get("task") or {}).get("system_prompt")
+    head = [] if system is None else [{"role": "system", "content": system}]
+    patterns = {p["id"]: p for p in ledger.pattern_rows(run_id)}
+    by_id = {c["id"]: c for c in ledger.candidate_rows(run_id)}
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise PadaError(f"run {run_id}: no sample {missing[0]}", hint="refresh the list and try again")
+    return [{"messages": [*head, {"role": "user", "content": by_id[i]["input"]},
+                          {"role": "assistant", "content": by_id[i]["output"]}],
+             **_provenance(by_id[i], patterns)} for i in ids]
+
+
 # ---------------------------------------------------------------- formats
 
 
@@ -161,8 +177,8 @@ def convert(records: Sequence[dict[str, Any]], fmt: str) -> list[dict[str, Any]]
 
 def _card(run: Row, cfg: Mapping[str, Any], ex: Exported, source_file: Path | None) -> str:
     task = cfg.get("task") or {}
-    what = ("the accepted synthetic samples" if ex.synthetic_only
-            else "the training set the student was trained on")
+    what = ex.selection or ("the accepted synthetic samples" if ex.synthetic_only
+                            else "the training set the student was trained on")
     rows = "\n".join(f"| {k} | {v} |" for k, v in sorted(ex.counts.items()))
     load = {"hf": f'datasets.load_from_disk("{ex.out.name}")',
             }.get(ex.fmt, f'datasets.load_dataset("json", data_files="{ex.out.name}/{DATA_FILE}")')
@@ -190,12 +206,19 @@ validation split), `paraphrase` (a rephrased training item). Each record carries
 `source`, `round`, `pattern`, `pattern_description`, `verdict`, `reason`, `human_verdict`,
 `judge_score`, `candidate_id`, `origin_item_id`.
 
-Synthetic samples were written by a local teacher model and passed quality control (format,
-answer confirmation, judge score, near-duplicates, contamination against validation and test).
-No validation or test item is in this data.
+{_qc_line(ex)}
 
 Load it with `{load}`.
 """
+
+
+def _qc_line(ex: Exported) -> str:
+    if ex.selection is not None:  # the person chose these: rejected samples may be among them
+        return ("Synthetic samples were written by a local teacher model; each record's `verdict`, "
+                "`reason` and `human_verdict` say whether quality control (and you) accepted it.")
+    return ("Synthetic samples were written by a local teacher model and passed quality control (format,\n"
+            "answer confirmation, judge score, near-duplicates, contamination against validation and test).\n"
+            "No validation or test item is in this data.")
 
 
 def _replaceable(out: Path) -> bool:
@@ -256,6 +279,35 @@ def export_dataset(ledger: Ledger, run_id: str, *, fmt: str, round_: int | None 
                         hint="choose another --out, or remove it")
     counts = dict(Counter(str(x["source"]) for x in records))
     ex = Exported(out.resolve(), fmt, len(rows), r, synthetic_only, counts)
+    return _write_export(ledger, run_id, ex, rows, source_file)
+
+
+def export_selection(ledger: Ledger, run_id: str, ids: Sequence[int], *, fmt: str, described: str,
+                     out: Path | None = None) -> Exported:
+    """The TUI's samples screen: exactly the samples its filters show (`described` says which),
+    in the same formats and with the same card and manifest as `pada data export`."""
+    if fmt not in FORMATS:
+        raise PadaError(f"unknown dataset format '{fmt}'", hint=f"one of {', '.join(FORMATS)}")
+    run_id = ledger.resolve(run_id)
+    if not ids:
+        raise PadaError("no samples to export: the filters show none")
+    records = selected_set(ledger, run_id, ids)
+    rows = convert(records, fmt)
+    r = max(int(x["round"]) for x in records)
+    workdir = Path(ledger.config(run_id).get("workdir") or "runs")
+    out = Path(out) if out is not None else workdir / run_id / f"dataset-selection-{fmt}"
+    if out.exists() and not _replaceable(out):
+        raise PadaError(f"{out}: already exists and is not an earlier dataset export",
+                        hint="choose another folder, or remove it")
+    counts = dict(Counter(str(x["source"]) for x in records))
+    ex = Exported(out.resolve(), fmt, len(rows), r, True, counts, selection=described)
+    return _write_export(ledger, run_id, ex, rows, None)
+
+
+def _write_export(ledger: Ledger, run_id: str, ex: Exported, rows: list[dict[str, Any]],
+                  source_file: Path | None) -> Exported:
+    """Write into a temporary folder, then swap it in: an interrupted export leaves nothing."""
+    out, fmt, r, synthetic_only = ex.out, ex.fmt, ex.round, ex.synthetic_only
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -264,7 +316,8 @@ def export_dataset(ledger: Ledger, run_id: str, *, fmt: str, round_: int | None 
         run, cfg = ledger.run(run_id), ledger.config(run_id)
         (tmp / "README.md").write_text(_card(run, cfg, ex, source_file), encoding="utf-8")
         manifest = {"kind": KIND, "run_id": run_id, "round": r, "format": fmt, "rows": len(rows),
-                    "synthetic_only": synthetic_only, "counts": counts, "created_at": now(),
+                    "synthetic_only": synthetic_only, "counts": ex.counts, "created_at": now(),
+                    "selection": ex.selection,
                     "source": None if source_file is None else {"path": str(source_file),
                                                                 "sha256": sha256_file(source_file)}}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")

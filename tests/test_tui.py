@@ -412,6 +412,42 @@ def test_samples_filters_and_human_verdicts(real_run, store_copy):
     drive(app, scenario)
 
 
+def test_samples_screen_exports_what_its_filters_show(real_run, store_copy, tmp_path):
+    import json
+
+    from tui.screens.modals import ExportModal
+
+    _, run_id, _ = real_run
+    app = create_app(store_copy)
+    out = tmp_path / "picked"
+
+    async def scenario(pilot):
+        await pilot.press("enter", "s")
+        screen = app.screen
+        assert isinstance(screen, SamplesScreen)
+        await pilot.pause()
+        screen.query_one("#filter-verdict", Select).value = "rejected"
+        await pilot.pause()
+        shown = [c["id"] for c in screen.shown]
+        await pilot.press("e")
+        if not shown:  # nothing to export: it says so instead of writing an empty folder
+            assert not isinstance(app.screen, ExportModal)
+            return
+        await wait_for(pilot, lambda: isinstance(app.screen, ExportModal), what="the export dialog")
+        app.screen.query_one("#export-format", Select).value = "alpaca"
+        app.screen.query_one("#export-folder", Input).value = str(out)
+        await pilot.click("#export")
+        await wait_for(pilot, lambda: (out / "export.json").exists(), what="the export")
+        manifest = json.loads((out / "export.json").read_text())
+        assert manifest["rows"] == len(shown) and "verdict rejected" in manifest["selection"]
+        rows = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+        assert [r["candidate_id"] for r in rows] == shown and all(r["verdict"] == "rejected" for r in rows)
+        assert set(rows[0]) >= {"instruction", "output", "source", "reason"}
+        no_errors(app)
+
+    drive(app, scenario)
+
+
 # ---------------------------------------------------------------- new run, live progress, cancel, resume
 
 

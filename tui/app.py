@@ -93,6 +93,18 @@ class PadaApp(App[int]):
             self.call_from_thread(self._report_once, err)
             return default
 
+    def read_or_error(self, fn: Callable[[Ledger], T]) -> T | None:
+        """fn(ledger) for an action the person asked for (an export): any failure shows in a modal,
+        every time, and gives None."""
+        try:
+            ledger = self.ledger()
+            if ledger is None:
+                raise PadaError(f"no run store at {self.store_path}")
+            return fn(ledger)
+        except (PadaError, sqlite3.Error, OSError) as err:
+            self.show_error(err)
+            return None
+
     def write(self, fn: Callable[[Ledger], Any]) -> bool:
         """Run a small write (delete a run, record a verdict) and say whether it worked."""
         try:

@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static
+from textual.widgets import Button, Input, Label, Select, Static
 
 
 def describe(error: BaseException) -> tuple[str, str | None]:
@@ -65,3 +65,41 @@ class ConfirmModal(ModalScreen[bool]):
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
+
+
+class ExportModal(ModalScreen["tuple[str, str] | None"]):
+    """Where and in which format to export the samples shown: dismisses with (format, folder),
+    the folder empty for the default, or None when cancelled."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    FORMATS = (("chat messages JSONL", "messages"), ("Alpaca JSONL", "alpaca"),
+               ("ShareGPT JSONL", "sharegpt"), ("datasets save_to_disk folder", "hf"))
+
+    def __init__(self, what: str, default_folder: str) -> None:
+        super().__init__()
+        self.what, self.default_folder = what, default_folder
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(f"Export {self.what}", id="dialog-title")
+            yield Select[str](self.FORMATS, id="export-format", value="messages", allow_blank=False)
+            yield Input(placeholder=self.default_folder, id="export-folder")
+            with Horizontal(id="dialog-buttons"):
+                yield Button("Export", variant="primary", id="export")
+                yield Button("Cancel", id="cancel")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "export":
+            self._export()
+        else:
+            self.dismiss(None)
+
+    def on_input_submitted(self, _: Input.Submitted) -> None:
+        self._export()
+
+    def _export(self) -> None:
+        fmt = self.query_one("#export-format", Select).value
+        self.dismiss((str(fmt), self.query_one("#export-folder", Input).value.strip()))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -3,6 +3,7 @@ quality control (recorded as a human verdict, which the next round's training ho
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, cast
 
 from rich.console import Group
@@ -19,6 +20,7 @@ from pada_local.runs import effective_verdict
 from .. import data
 from ..base import PadaScreen
 from ..format import cell, one_line
+from .modals import ExportModal
 
 VERDICT_STYLE = {"accepted": "green", "rejected": "red", "pending": "yellow"}
 COLUMNS = ("id", "r", "verdict", "input", "reason", "source", "pattern")  # what to judge by first
@@ -58,6 +60,7 @@ class SamplesScreen(PadaScreen):
         Binding("a", "verdict('accepted')", "Accept"),
         Binding("x", "verdict('rejected')", "Reject"),
         Binding("u", "verdict(None)", "Undo mine"),
+        Binding("e", "export", "Export shown"),
     ]
 
     def __init__(self, run_id: str, *, pattern: int | None = None, round_: int | None = None) -> None:
@@ -156,3 +159,35 @@ class SamplesScreen(PadaScreen):
         self.notify(f"sample {c['id']}: " + (f"{verdict} by you; rounds trained from now on use it" if verdict
                                               else "your verdict removed; quality control's stands"))
         self.render_rows()
+
+    def action_export(self) -> None:
+        """Export exactly the samples the filters show, in a format `pada data export` writes."""
+        from pada_local.dataset_export import export_selection
+
+        shown = [int(c["id"]) for c in self.shown]
+        if not shown:
+            self.notify("no samples shown: change the filters first", severity="warning")
+            return
+        what = self._described()
+        folder = self.pada.read(lambda ledger: str(Path(ledger.config(self.run_id).get("workdir") or "runs")
+                                                   / self.run_id / "dataset-selection-FORMAT"), "")
+
+        def done(choice: tuple[str, str] | None) -> None:
+            if choice is None:
+                return
+            fmt, out = choice
+            path = Path(out) if out else None
+            result = self.pada.read_or_error(lambda ledger: export_selection(
+                ledger, self.run_id, shown, fmt=fmt, described=what, out=path))
+            if result is not None:
+                self.notify(f"{result.rows} samples ({what}) written to {result.out}")
+
+        self.app.push_screen(ExportModal(f"{len(shown)} samples: {what}", folder), done)
+
+    def _described(self) -> str:
+        verdict = self.query_one("#filter-verdict", Select).value
+        parts = ["round " + str(self.round) if self.round is not None else "all rounds",
+                 "no pattern" if self.pattern == "none" else (
+                     "all patterns" if self.pattern is None else f"pattern {self.pattern}"),
+                 f"verdict {verdict}"]
+        return "the samples shown in the TUI (" + ", ".join(parts) + ")"
