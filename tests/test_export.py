@@ -236,11 +236,11 @@ def test_interrupted_export_leaves_nothing(tiny_run, converter_ready, tmp_path):
 
 
 def _interrupt_during_conversion(cmd: list[str], tmp_path: Path) -> tuple[int, str]:
-    # A child inherits an ignored SIGINT (a library in this process may have set SIG_IGN), and
-    # Python then never raises KeyboardInterrupt: start it with the default disposition, as a
-    # shell would.
+    # A child inherits an ignored SIGINT and a blocked-signal mask (a library in this process may
+    # set either), and Python then never raises KeyboardInterrupt: start it with the default
+    # disposition and SIGINT unblocked, as a shell would.
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=_as_a_shell_would)
     try:
         _wait_for(lambda: list(tmp_path.glob(".gguf.scratch-*/convert.log")), proc)
         os.kill(proc.pid, signal.SIGINT)
@@ -249,6 +249,11 @@ def _interrupt_during_conversion(cmd: list[str], tmp_path: Path) -> tuple[int, s
         if proc.poll() is None:
             proc.kill()
     return proc.returncode, err
+
+
+def _as_a_shell_would() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _wait_for(found, proc: subprocess.Popen, timeout: float = 600) -> None:
