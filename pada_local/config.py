@@ -249,8 +249,9 @@ class QualityConfig(_Section):
         5.0, ge=0, le=100, description="Points the teacher must beat the round-0 student's validation "
         "accuracy by (a separate judge: chance) before its re-solves or grades decide a sample.")
     unconfirmed: Literal["keep", "reject"] = Field(
-        "keep", description="A label-first sample that nothing can confirm (the teacher failed its "
-        "check, no verifier): keep it as written, or reject it.")
+        "reject", description="A label-first sample that nothing can confirm (the teacher failed its "
+        "check, no verifier): reject it, or keep it as written (measured on SST-2 with the embedded "
+        "teacher: keeping them cost 3 test points, within noise; see docs/method.md).")
     max_label_tv: float = Field(
         0.1, ge=0, le=1, description="Largest total-variation distance between a round's training-set "
         "label mix and D_train's (label and choice tasks); surplus samples are dropped (1 = off).")

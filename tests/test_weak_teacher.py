@@ -212,14 +212,15 @@ def _cand(key: str, text: str, output: str, target: str | None = None,
 
 def test_an_untrusted_teacher_decides_nothing() -> None:
     teacher = Scripted([])  # any call would fail: pop from an empty list
-    qc = _qc(LABEL_TASK, teacher, Trust(False, False, "teacher solved 40%"), _train())
+    qc = _qc(LABEL_TASK, teacher, Trust(False, False, "teacher solved 40%"), _train(), unconfirmed="keep")
     verdicts = qc.review([_cand("a", "An utterly boring film.", "negative", target="negative"),
                           _cand("b", "I adored the cast.", "positive")])
     assert teacher.calls == 0
     assert verdicts[0].accepted and "label chosen first" in verdicts[0].reason
     assert not verdicts[1].accepted and "teacher solved 40%" in verdicts[1].reason
-    strict = _qc(LABEL_TASK, teacher, Trust(False, False), _train(), unconfirmed="reject")
-    assert not strict.review([_cand("c", "Dull and slow.", "negative", target="negative")])[0].accepted
+    strict = _qc(LABEL_TASK, teacher, Trust(False, False, "teacher solved 40%"), _train())  # the default
+    rejected = strict.review([_cand("c", "Dull and slow.", "negative", target="negative")])[0]
+    assert not rejected.accepted and "teacher solved 40%" in rejected.reason
 
 
 def test_a_trusted_teacher_confirms_a_chosen_label_by_re_solving() -> None:
