@@ -311,7 +311,10 @@ class Orchestrator:
         if q.teacher_check == 0 or self.cfg.task.scorer.kind == "judge":
             return Trust()  # no check asked for (or no scorer to check with): trusted as before
         first = 1  # checked once per run, before round 1's generation; later rounds read it
-        if self._stage(first, "teacher_check"):
+        # A later round reads round 1's check quietly (it is not a resumed stage of its own).
+        todo = self._stage(first, "teacher_check") if r == first else \
+            not self.ledger.stage_done(self.run_id, first, "teacher_check")
+        if todo:
             tally = Tally()
             items = pick(self.p.splits.train, q.teacher_check, self._seed("teacher_check", 0))
             student = self.ledger.round(self.run_id, 0)["val_score"] or 0.0
