@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -111,13 +112,30 @@ def integer_answers(references: Sequence[str]) -> bool:
     return bool(values) and all(float(v).is_integer() for v in values)
 
 
+_CURRENCY = str.maketrans("", "", "$\u20ac\u00a3")
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
+
+
+def tidy(expression: str) -> str:
+    """The arithmetic in what a teacher wrote: currency signs and thousands commas dropped, a
+    trailing full stop removed, and of "12 * 10 = 120" the left side (the right one is checked
+    against it by `solve`)."""
+    text = _THOUSANDS.sub("", expression.translate(_CURRENCY)).strip().rstrip(".").strip()
+    return text.split("=", 1)[0].strip() if "=" in text else text
+
+
 def solve(expression: str, question: str, integers: bool) -> Computed:
     """Check and compute: the expression's numbers come from the question, the value is in bounds
-    and in the references' form. ArithError says why not."""
+    and in the references' form, and a result written after "=" agrees. ArithError says why not."""
+    written = expression.translate(_CURRENCY).rstrip(". ").split("=", 1)[1:] if "=" in expression else []
+    expression = tidy(expression)
     foreign = foreign_numbers(expression, question)
     if foreign:
         raise ArithError(f"the expression uses {foreign[0]:g}, which the question does not contain")
     value = compute(expression)
+    stated = last_number(written[0]) if written else None
+    if written and (stated is None or not math.isclose(stated, value, rel_tol=1e-9, abs_tol=1e-9)):
+        raise ArithError(f"{expression} is {value:g}, not {written[0].strip()[:20]!r} as written")
     return Computed(expression.strip(), value, answer_form(value, integers))
 
 

@@ -65,6 +65,16 @@ def test_expression_numbers_must_come_from_the_question() -> None:
         solve("1200 + 17", question, integers=True)
 
 
+def test_what_teachers_write_around_an_expression_is_tidied() -> None:
+    question = "Tom pays $1,200 for 3 chairs. How much is one chair?"
+    assert solve("$1,200 / 3 = 400.", question, integers=True).answer == "400"
+    assert solve("1200 / 3.", question, integers=True).answer == "400"
+    with pytest.raises(ArithError, match="not '300'"):
+        solve("1200 / 3 = 300", question, integers=True)  # its own result disagrees
+    with pytest.raises(ArithError, match="not arithmetic"):
+        solve(");", question, integers=True)
+
+
 def test_the_answer_takes_the_references_form() -> None:
     assert integer_answers(["42", "7", "1,000"]) and not integer_answers(["2.5", "3"])
     assert solve("12 / 4", "12 apples in 4 bags", integers=True).answer == "3"
