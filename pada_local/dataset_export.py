@@ -26,6 +26,7 @@ from typing import Any
 
 from .errors import DataError, PadaError
 from .files import now, sha256_file, write_jsonl
+from .report import pattern_keywords
 from .runs import Ledger, Row
 
 FORMATS = ("messages", "alpaca", "sharegpt", "hf")
@@ -33,8 +34,8 @@ DATA_FILE = "train.jsonl"
 MANIFEST = "export.json"
 KIND = "pada-local dataset export"
 SHAREGPT_FROM = {"system": "system", "user": "human", "assistant": "gpt"}
-PROVENANCE = ("source", "round", "pattern", "pattern_description", "verdict", "reason", "human_verdict",
-              "judge_score", "candidate_id", "origin_item_id")
+PROVENANCE = ("source", "round", "pattern", "pattern_description", "pattern_keywords", "verdict", "reason",
+              "human_verdict", "judge_score", "candidate_id", "origin_item_id")
 
 
 @dataclass(frozen=True)
@@ -54,12 +55,13 @@ class Exported:
 def _provenance(c: Mapping[str, Any] | None, patterns: Mapping[int, Row]) -> dict[str, Any]:
     if c is None:
         return {"source": "original", "round": 0, "pattern": None, "pattern_description": None,
-                "verdict": None, "reason": None, "human_verdict": None, "judge_score": None,
-                "candidate_id": None, "origin_item_id": None}
+                "pattern_keywords": None, "verdict": None, "reason": None, "human_verdict": None,
+                "judge_score": None, "candidate_id": None, "origin_item_id": None}
     pattern = patterns.get(c["pattern_id"]) if c.get("pattern_id") is not None else None
     return {"source": c["source"], "round": c["round"],
             "pattern": None if pattern is None else pattern["name"],
             "pattern_description": None if pattern is None else pattern["description"],
+            "pattern_keywords": None if pattern is None else pattern_keywords(pattern),
             "verdict": c.get("verdict"), "reason": c.get("reason"), "human_verdict": c.get("human_verdict"),
             "judge_score": c.get("judge_score"), "candidate_id": c["id"],
             "origin_item_id": c.get("origin_item_id")}
@@ -203,8 +205,8 @@ student `{run.get('student')}`, teacher `{run.get('teacher')}`) on {now()}.
 Sources: `original` (the user's training data), `error` (a corrected variant of a training item
 the student got wrong, LLM2LLM-style), `pattern` (written for a failure pattern found on the
 validation split), `paraphrase` (a rephrased training item). Each record carries its provenance:
-`source`, `round`, `pattern`, `pattern_description`, `verdict`, `reason`, `human_verdict`,
-`judge_score`, `candidate_id`, `origin_item_id`.
+`source`, `round`, `pattern`, `pattern_description`, `pattern_keywords`, `verdict`, `reason`,
+`human_verdict`, `judge_score`, `candidate_id`, `origin_item_id`.
 
 {_qc_line(ex)}
 

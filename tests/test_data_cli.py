@@ -117,7 +117,8 @@ def stored_run(tmp: Path, multi_turn: bool = True) -> tuple[Path, str, Path]:
     store = tmp / "pada.db"
     with Ledger.open(store) as ledger:
         run_id = ledger.create_run(config=dump(cfg), versions={})
-        ledger.record_patterns(run_id, 1, [Pattern(0, "carries", "sums that carry a ten", 2, "")], {})
+        ledger.record_patterns(run_id, 1, [Pattern(0, "carries", "sums that carry a ten", 2, "",
+                                                   keywords=("carry", "ten"))], {})
         ids = ledger.pattern_ids(run_id, 1)
         made = [("k1", "pattern", 0, None, "What is 19 plus 3?", "22"),
                 ("k2", "error", None, "train-0", "What is 2 plus 3?", "5"),
@@ -155,6 +156,8 @@ def test_export_training_set_round_trip(tmp_path: Path) -> None:
     assert by_text["What is 29 plus 3?"]["human_verdict"] == "accepted"
     assert by_text["What is 29 plus 3?"]["verdict"] == "rejected"
     assert by_text["What is 19 plus 3?"]["pattern"] == "carries"
+    assert by_text["What is 19 plus 3?"]["pattern_keywords"] == ["carry", "ten"]
+    assert by_text["What is 2 plus 3?"]["pattern_keywords"] is None
     assert by_text["What is 2 plus 3?"]["origin_item_id"] == "train-0"
     assert by_text["And three?"]["source"] == "original" and by_text["And three?"]["round"] == 0
     card = (done.out / "README.md").read_text()
