@@ -131,16 +131,18 @@ class QualityControl:
         return gen.generate([self._request(kind, cand)])[0]
 
     def _request(self, kind: str, cand: Candidate) -> ChatRequest:
-        common: dict[str, Any] = {"task_description": self.task.description or self.task.name,
-                  "answer_format": self.task.answer_format or "as in the examples", "input": cand.input}
+        # The same prompts the teacher check measures the teacher (and judge) with.
+        from .teachercheck import judge_messages, solve_messages
+
         if kind == "solve":
-            return ChatRequest(render("solve", **common), schema=SolveReply, temperature=0.0, max_tokens=96)
+            return ChatRequest(solve_messages(self.task, cand.input), schema=SolveReply, temperature=0.0,
+                               max_tokens=96)
         if kind == "grade":
             messages = render("judge_confirm", rubric=self.task.scorer.rubric or "", input=cand.input,
                               prediction=cand.output)
             return ChatRequest(messages, schema=GradeReply, temperature=0.0, max_tokens=120)
-        return ChatRequest(render("judge", output=cand.output, **common), schema=JudgeReply, temperature=0.0,
-                           max_tokens=120)
+        return ChatRequest(judge_messages(self.task, cand.input, cand.output), schema=JudgeReply,
+                           temperature=0.0, max_tokens=120)
 
     def _agrees(self, reply: Completion, cand: Candidate) -> bool:
         return reply.ok and reply.data is not None and \
