@@ -1,9 +1,11 @@
 """Trainer backends beside peft: choice and install hints (fast, any venv), then real training
-with Unsloth (its CPU fallback here) and mlx-lm (a tiny Llama built in-process), each checked
-through the evaluation path (`pada_local.backends.hf.load_model`).
+with Unsloth (CUDA only: refused here, trained on a GPU machine) and mlx-lm (a tiny Llama built
+in-process), each checked through the evaluation path (`pada_local.backends.hf.load_model`).
+Unsloth and MLX train in a child process (backends/child.py), as `get_trainer` runs them.
 
 The main venv has neither package, so the real tests skip there with the install command;
-they run in `.venv-unsloth` / `.venv-mlx` (see README, "GPU and Apple Silicon").
+they run in `.venv-unsloth` / `.venv-mlx` (see README, "Trainers"); `make check-hardware` runs
+them on a GPU machine or a Mac. Machine cases with faked detection: tests/test_hardware.py.
 """
 
 from __future__ import annotations
@@ -36,10 +38,18 @@ def _mlx_runs() -> bool:
     return True
 
 
+def _cuda() -> bool:
+    from pada_local.backends import device
+
+    return device.cuda_usable(device.torch_cuda())
+
+
 needs_unsloth = pytest.mark.skipif(
     not _installed("unsloth"),
-    reason="unsloth is not installed here: pip install 'pada-local[unsloth]' torch==2.13.0 "
-           "&& pip uninstall -y torchvision (e.g. into .venv-unsloth)")
+    reason="unsloth is not installed here: make setup-unsloth TORCH=cu126 (or cu130) on a CUDA machine")
+needs_unsloth_cuda = pytest.mark.skipif(
+    not (_installed("unsloth") and _cuda()),
+    reason="unsloth trains on a CUDA GPU this torch can use: make setup-unsloth TORCH=cu126 there")
 needs_mlx = pytest.mark.skipif(
     not _mlx_runs(),
     reason="mlx-lm cannot run here: pip install 'pada-local[mlx]' (plus 'mlx[cpu]' on Linux, e.g. into .venv-mlx)")
@@ -73,9 +83,9 @@ def test_unknown_backend_names_the_choices():
 
 
 def test_auto_is_peft_without_cuda_or_apple_silicon():
-    from pada_local.backends import _cuda, choose_trainer, is_apple_silicon
+    from pada_local.backends import choose_trainer, device
 
-    if _cuda() or is_apple_silicon():
+    if _cuda() or device.machine_kind() == "apple-silicon":
         pytest.skip("this machine has a CUDA GPU or Apple Silicon")
     name, why = choose_trainer("auto")
     assert name == "peft" and "peft" in why
@@ -111,7 +121,7 @@ def test_mlx_step_count_matches_transformers_trainer():
     assert len(filled) == 6 and all(r in filled for r in rows)  # every example trains each epoch
 
 
-# --- Unsloth (CPU fallback here; QLoRA on CUDA) ------------------------------------------------
+# --- Unsloth (QLoRA on CUDA, in a child process; refused without CUDA) -------------------------
 
 
 def _lora_b_moved(adapter_dir: Path) -> bool:
@@ -131,18 +141,36 @@ def _logits(model_dir: Path, adapter: Path | None, ids: list[list[int]]):
         return load_model(model_dir, adapter, device="cpu")(torch.tensor(ids)).logits.float().numpy()
 
 
-@pytest.mark.slow
 @needs_unsloth
+def test_unsloth_without_cuda_is_refused_before_it_is_imported(tmp_path):
+    from pada_local.backends.unsloth_trainer import UnslothTrainer
+    from pada_local.errors import BackendUnavailable
+
+    if _cuda():
+        pytest.skip("this machine has a usable CUDA GPU")
+    with pytest.raises(BackendUnavailable, match="CUDA GPU only"):
+        UnslothTrainer().train(TrainSpec(tmp_path, EXAMPLES, tmp_path / "adapter"))
+    assert "unsloth" not in sys.modules
+
+
+@pytest.mark.slow
+@needs_unsloth_cuda
 def test_unsloth_trains_and_adapter_loads_in_evaluation_path(student_dir, tmp_path, capfd):
     import numpy as np
 
-    from pada_local.backends.unsloth_trainer import UnslothTrainer
+    from pada_local.backends import get_trainer
+    from pada_local.backends.device import read_info
 
     steps = []
     spec = TrainSpec(student_dir, EXAMPLES[:4], tmp_path / "adapter", max_steps=3, batch_size=2, lr=1e-3,
                      rank=4, alpha=8)
-    adapter = UnslothTrainer().train(spec, on_step=steps.append)
-    assert capfd.readouterr().out == ""  # Unsloth's banners go to stderr: stdout carries results
+    cache_here = (Path.cwd() / "unsloth_compiled_cache").exists()
+    adapter = get_trainer("unsloth").train(spec, on_step=steps.append)  # in its child process
+    assert "unsloth" not in sys.modules  # this process never imported it
+    assert capfd.readouterr().out == ""  # Unsloth's banners go to the child's log
+    info = read_info(adapter.path)
+    assert info["device"] == "cuda" and info["compute_dtype"] in ("bf16", "fp16") and info["peak_memory_mb"] > 0
+    assert (Path.cwd() / "unsloth_compiled_cache").exists() == cache_here  # it went to the run folder
     assert adapter.steps == 3 and [s.step for s in steps] == [1, 2, 3] and adapter.tokens > 0
     assert all(s.loss is not None and s.loss > 0 and s.total_steps == 3 for s in steps)
     config = json.loads((adapter.path / "adapter_config.json").read_text())
@@ -155,13 +183,13 @@ def test_unsloth_trains_and_adapter_loads_in_evaluation_path(student_dir, tmp_pa
 
 
 @pytest.mark.slow
-@needs_unsloth
+@needs_unsloth_cuda
 def test_unsloth_stops_when_told(student_dir, tmp_path):
-    from pada_local.backends.unsloth_trainer import UnslothTrainer
+    from pada_local.backends import get_trainer
 
     spec = TrainSpec(student_dir, EXAMPLES[:4], tmp_path / "adapter", max_steps=4, batch_size=2, rank=4, alpha=8)
-    adapter = UnslothTrainer().train(spec, should_stop=lambda: True)  # asked at the end of each step
-    assert adapter.steps == 1 and (adapter.path / "adapter_model.safetensors").is_file()
+    adapter = get_trainer("unsloth").train(spec, should_stop=lambda: True)  # asked at the end of each step
+    assert adapter.steps < 4 and (adapter.path / "adapter_model.safetensors").is_file()
 
 
 # --- mlx-lm (a tiny Llama with the real SmolLM2 tokenizer; Apple Silicon in earnest) ------------
@@ -247,6 +275,22 @@ def test_mlx_stops_when_told_and_rejects_unknown_modules(tiny_student, tmp_path)
     bad = TrainSpec(tiny_student, EXAMPLES, tmp_path / "bad", max_steps=1, target_modules=("q_proj", "qkv"))
     with pytest.raises(ConfigError, match="qkv"):
         MLXTrainer(load_in_4bit=False).train(bad)
+
+
+@needs_mlx
+def test_mlx_in_its_child_process_records_how_it_trained(tiny_student, tmp_path):
+    from pada_local.backends import get_trainer
+    from pada_local.backends.child import ChildTrainer
+    from pada_local.backends.device import read_info
+
+    trainer = get_trainer("mlx")
+    assert isinstance(trainer, ChildTrainer)
+    spec = TrainSpec(tiny_student, EXAMPLES, tmp_path / "adapter", max_steps=2, batch_size=2, rank=4, alpha=8)
+    steps = []
+    adapter = trainer.train(spec, on_step=steps.append)
+    assert adapter.steps == 2 and [s.step for s in steps] == [1, 2]
+    info = read_info(adapter.path)
+    assert info["backend"] == "mlx" and info["peak_memory_mb"] > 0 and info["merge_dtype"] == "fp32"
 
 
 @needs_mlx

@@ -46,21 +46,26 @@ def load_tokenizer(model_dir: Path) -> Any:
 
 
 def load_model(model_dir: Path, adapter: Path | None = None, device: str | None = None) -> Any:
-    """The base student, with `adapter` merged in when given (merging makes decoding faster)."""
+    """The base student, with `adapter` merged in when given (merging makes decoding faster).
+    The merge happens in fp32, then the weights take the device's type (device.train_dtype):
+    merged straight into bf16, small LoRA updates round away."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    from .device import device_dtype, torch_dtype
+
     quiet_libraries()
     device = device or pick_device()
-    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    dtype = torch_dtype(device_dtype(device))
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype, use_safetensors=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(model_dir), dtype=torch.float32 if adapter is not None else dtype, use_safetensors=True)
     except (ValueError, KeyError) as err:
         raise ModelError(f"{model_dir}: transformers cannot load this model ({err})") from None
     if adapter is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload().to(dtype)
     return model.to(device).eval()  # type: ignore[arg-type]  # transformers types .to() oddly
 
 

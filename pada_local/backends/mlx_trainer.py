@@ -12,6 +12,12 @@ peft like any other: mlx computes `y = Wx + scale * (x @ a) @ b` with `a` (in, r
 PEFT computes `Wx + (alpha / r) * B(A(x))` with `A.weight` (r, in) and `B.weight` (out, r). So
 `A = a.T`, `B = b.T`, and `scale = alpha / r` keeps `lora_alpha = alpha`. mlx-lm's own adapter
 is kept beside it in `mlx/` (`mlx_lm.load(base, adapter_path=<adapter>/mlx)` reads it).
+
+On Metal it runs as mlx-lm's own trainer does: the wired-memory limit raised to the GPU's
+recommended working set, bf16 weights (a student derived from a GGUF loads in fp32), the cache
+cleared after training and the peak memory recorded; micro-batches are cut so one command
+buffer stays short enough for the watchdog of a 16 GB laptop driving a display. It runs in a
+child process (`own_process`): a Metal abort is a C++ abort, which must not take `pada` down.
 """
 
 from __future__ import annotations
@@ -21,13 +27,14 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, ModelError
 from .base import Adapter, StepInfo, TrainSpec
+from .device import write_info
 from .lengths import fit_spec
 
 _EMBEDDINGS = ("embed_tokens", "lm_head")
@@ -44,6 +51,8 @@ def unsupported(spec_or_cfg: Any) -> list[str]:
 
 class MLXTrainer:
     name = "mlx"
+    own_process = True  # get_trainer wraps it in a ChildTrainer
+    first_import = "mlx.core"
 
     def __init__(self, load_in_4bit: bool | None = None) -> None:
         # None: 4-bit where Metal runs it (Apple Silicon); the CPU build trains in full precision.
@@ -68,18 +77,78 @@ class MLXTrainer:
 
         mx.random.seed(spec.seed)
         np.random.seed(spec.seed)
+        metal = bool(mx.metal.is_available())
         model, tokenizer = _load(spec.base_dir)
-        if self.load_in_4bit or (self.load_in_4bit is None and mx.metal.is_available()):
+        if metal:
+            model.set_dtype(mx.bfloat16)  # mlx-lm trains in the checkpoint's 16-bit type
+        quantized = self.load_in_4bit or (self.load_in_4bit is None and metal)
+        if quantized:
             _quantize(model)
         lora = _add_lora(model, spec)
         spec, dropped = fit_spec(spec, tokenizer)  # the rule every backend applies: drop, never cut
         rows = _tokenize(spec, tokenizer)
-        run = _Run(spec, model, rows, on_step, should_stop)
-        run.loop()
+        micro = metal_micro_batch(spec.batch_size, spec.max_length, _memory_size()) if metal else None
+        run = _Run(spec, model, rows, on_step, should_stop, micro)
+        with _wired_limit(metal):
+            mx.reset_peak_memory()
+            run.loop()
+        peak = mx.get_peak_memory() / 2**20
+        mx.clear_cache()  # hand the cached buffers back before evaluation needs the memory
         tmp = spec.out_dir.with_name(spec.out_dir.name + ".tmp")
         _save(model, lora, spec, tmp)
         _replace_dir(tmp, spec.out_dir)
+        write_info(spec.out_dir, backend="mlx", device="metal" if metal else "cpu",
+                   weights_dtype="bf16" if metal else str(_dtype_of(model)), base_weights="4-bit" if quantized
+                   else "16-bit" if metal else "as stored", micro_batch=run.micro, grad_accum=run.accum,
+                   merge_dtype="fp32", peak_memory_mb=round(peak, 1))
         return Adapter(spec.out_dir, run.steps, run.seconds, run.tokens, tuple(run.history), dropped)
+
+
+# Tokens per micro-batch on Metal by unified memory: a 16 GB laptop also drives the display, and
+# the watchdog aborts a command buffer that runs too long; bigger machines take bigger slices.
+_METAL_TOKENS = ((16 * 2**30, 2048), (32 * 2**30, 4096))
+
+
+def metal_micro_batch(batch_size: int, max_length: int, memory_bytes: int) -> int:
+    """Rows per micro-batch on Metal: the largest divisor of batch_size within the token budget,
+    so that gradient accumulation keeps the configured batch exactly."""
+    budget = next((tokens for limit, tokens in _METAL_TOKENS if memory_bytes <= limit), 8192)
+    cap = max(1, budget // max(max_length, 1))
+    return max(d for d in range(1, batch_size + 1) if batch_size % d == 0 and d <= cap)
+
+
+def _device_info() -> dict[str, Any]:
+    import mlx.core as mx
+
+    info = getattr(mx, "device_info", None) or mx.metal.device_info  # moved to mx in newer mlx
+    return dict(info())
+
+
+def _memory_size() -> int:
+    return int(_device_info().get("memory_size", 16 * 2**30))
+
+
+@contextlib.contextmanager
+def _wired_limit(metal: bool) -> Iterator[None]:
+    """Keep the model's buffers wired for the run, as mlx-lm's trainer does, then restore."""
+    import mlx.core as mx
+
+    if not metal:
+        yield
+        return
+    old = mx.set_wired_limit(_device_info()["max_recommended_working_set_size"])
+    try:
+        yield
+    finally:
+        mx.synchronize()
+        mx.set_wired_limit(old)
+
+
+def _dtype_of(model: Any) -> Any:
+    from mlx.utils import tree_flatten
+
+    params = tree_flatten(model.parameters())
+    return params[0][1].dtype if params else "?"
 
 
 def _load(base_dir: Path) -> tuple[Any, Any]:
@@ -151,13 +220,17 @@ class _Run:
     """The optimisation loop: one compiled step per micro-batch, the update on the last one."""
 
     def __init__(self, spec: TrainSpec, model: Any, rows: list[tuple[list[int], int]],
-                 on_step: Callable[[StepInfo], None] | None, should_stop: Callable[[], bool] | None) -> None:
+                 on_step: Callable[[StepInfo], None] | None, should_stop: Callable[[], bool] | None,
+                 micro: int | None = None) -> None:
         import mlx.optimizers as optim
 
         self.spec, self.model, self.n = spec, model, len(rows)
         self.on_step, self.should_stop = on_step, should_stop
         self.batch_size = min(spec.batch_size, self.n)
         self.total = total_steps(spec, self.n, self.batch_size)
+        # Smaller micro-batches, more of them per update: the same optimizer steps and batch.
+        self.micro = self.batch_size if micro is None or self.batch_size % micro else micro
+        self.accum = spec.grad_accum * (self.batch_size // self.micro)
         # Like the other backends: AdamW without weight decay, cosine decay to 0, no warm-up.
         self.schedule = optim.cosine_decay(spec.lr, self.total)
         self.opt = optim.AdamW(learning_rate=self.schedule, weight_decay=0.0)
@@ -169,7 +242,7 @@ class _Run:
     def loop(self) -> None:
         from mlx_lm.tuner.trainer import iterate_batches
 
-        batches = iterate_batches(self.rows, self.batch_size, self.spec.max_length, loop=True,
+        batches = iterate_batches(self.rows, self.micro, self.spec.max_length, loop=True,
                                   seed=self.spec.seed)
         step = self._compiled_step()
         self.model.train()
@@ -185,7 +258,7 @@ class _Run:
 
         tic, lr = time.perf_counter(), float(self.schedule(n - 1))  # the rate this update uses
         grad, losses, tokens = None, [], 0
-        accum = self.spec.grad_accum
+        accum = self.accum
         for micro in range(accum):
             batch, lengths = next(batches)
             loss, _, grad = step(batch, lengths, grad, micro == accum - 1)
@@ -194,7 +267,7 @@ class _Run:
             tokens += int(lengths[:, 1].sum().item())
         self.steps, self.tokens = n, self.tokens + tokens
         now = time.perf_counter()
-        info = StepInfo(n, self.total, sum(losses) / len(losses), lr, n * accum * self.batch_size / self.n,
+        info = StepInfo(n, self.total, sum(losses) / len(losses), lr, n * accum * self.micro / self.n,
                         tokens / max(now - tic, 1e-9), now - start)
         self.history.append(info)
         if self.on_step is not None:
@@ -205,7 +278,7 @@ class _Run:
         import mlx.nn as nn
         from mlx.utils import tree_map
 
-        model, opt, accum = self.model, self.opt, self.spec.grad_accum
+        model, opt, accum = self.model, self.opt, self.accum
         loss_and_grad = nn.value_and_grad(model, answer_loss)
         state = [model.state, opt.state, mx.random.state]
 

@@ -114,7 +114,10 @@ def _sft_trainer(spec: TrainSpec, model: Any, tokenizer: Any, device: str, callb
         r=spec.rank, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
         target_modules=list(spec.target_modules), task_type="CAUSAL_LM",
     )
-    args = sft_config(spec, use_cpu=device == "cpu", bf16=device != "cpu")
+    from .device import device_dtype, precision_args
+
+    # fp16 where bf16 is emulated or missing (pre-Ampere CUDA, older MPS): see device.train_dtype
+    args = sft_config(spec, **precision_args(device, device_dtype(device)))
     return sft_trainer(model, tokenizer, args, sft_rows(spec), callback, peft_config=lora)
 
 

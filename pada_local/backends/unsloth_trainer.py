@@ -1,11 +1,14 @@
-"""LoRA with Unsloth: 4-bit QLoRA on a CUDA GPU, Unsloth's CPU fallback elsewhere.
+"""LoRA with Unsloth: 4-bit QLoRA on a CUDA GPU, and nowhere else.
 
-The model comes from `FastLanguageModel` (4-bit only where CUDA runs bitsandbytes), LoRA from
-its `get_peft_model`, training from TRL's SFTTrainer on the same conversational
-prompt/completion rows as the peft backend (loss on the answer only). The adapter is saved in
-plain PEFT format, so evaluation loads it with transformers + peft like any other.
+The model comes from `FastLanguageModel` (4-bit, bitsandbytes), LoRA from its `get_peft_model`,
+training from TRL's SFTTrainer on the same conversational prompt/completion rows as the peft
+backend (loss on the answer only). The adapter is saved in plain PEFT format, so evaluation
+loads it with transformers + peft like any other.
 
-Unsloth is imported here only, inside `train`: it patches transformers/TRL when imported.
+Unsloth patches transformers/TRL for the whole process when imported, so it runs in a child
+process (`own_process`, backends/child.py) that imports it first; the parent's evaluation
+never sees its patches. Without CUDA it is refused: its CPU fallback is plain transformers and
+on Apple Silicon it swaps in MLX stand-ins our TRL set-up does not fit (use 'peft' or 'mlx').
 Its GGUF export (`save_pretrained_gguf`) is never called: it installs packages and clones
 llama.cpp by itself; `pada export` does that job.
 """
@@ -15,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import ConfigError, ModelError
@@ -36,6 +39,8 @@ def unsupported(spec_or_cfg: Any) -> list[str]:
 
 class UnslothTrainer:
     name = "unsloth"
+    own_process = True  # get_trainer wraps it in a ChildTrainer
+    first_import = "unsloth"  # before transformers, or its patches are partial
 
     def train(
         self,
@@ -46,6 +51,9 @@ class UnslothTrainer:
         problems = unsupported(spec)
         if problems:
             raise ConfigError("; ".join(problems))
+        from . import refuse_without_cuda
+
+        refuse_without_cuda()  # before the import: Unsloth without CUDA is other code
         # Unsloth prints banners and notices on stdout, which carries results only.
         with contextlib.redirect_stdout(sys.stderr):
             return self._train(spec, on_step, should_stop)
@@ -55,16 +63,20 @@ class UnslothTrainer:
         fast = _import_unsloth()
         import torch
 
+        from .device import peak_memory_mb, train_dtype, write_info
         from .hf import quiet_libraries
         from .lengths import fit_spec
         from .peft_trainer import progress_callback, replace_dir
 
         quiet_libraries()
-        cuda = bool(torch.cuda.is_available())
-        model, tokenizer = _load(fast, spec, cuda)
+        capability = tuple(torch.cuda.get_device_capability(0))
+        dtype = train_dtype("cuda", capability)  # type: ignore[arg-type]
+        torch.cuda.reset_peak_memory_stats()
+        model, tokenizer = _load(fast, spec, dtype)
         spec, dropped = fit_spec(spec, tokenizer)  # with Unsloth's tokenizer: it is the one TRL uses
         history: list[StepInfo] = []
-        trainer = _sft_trainer(spec, model, tokenizer, cuda, progress_callback(history, on_step, should_stop))
+        callback = progress_callback(history, on_step, should_stop)
+        trainer = _sft_trainer(spec, model, tokenizer, dtype, callback)
         start = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - start
@@ -72,6 +84,9 @@ class UnslothTrainer:
         trainer.model.save_pretrained(str(tmp))  # PeftModel: adapter_config.json + adapter_model.safetensors
         tokenizer.save_pretrained(str(tmp))
         replace_dir(tmp, spec.out_dir)
+        write_info(spec.out_dir, backend="unsloth", device="cuda", gpu=torch.cuda.get_device_name(0),
+                   capability=".".join(map(str, capability)), compute_dtype=dtype, base_weights="4-bit nf4",
+                   merge_dtype="fp32", peak_memory_mb=peak_memory_mb("cuda"))
         tokens = int(trainer.state.num_input_tokens_seen or 0)
         return Adapter(spec.out_dir, trainer.state.global_step, seconds, tokens, tuple(history), dropped)
 
@@ -80,8 +95,7 @@ def _import_unsloth() -> Any:
     from ..errors import BackendUnavailable
 
     try:
-        with _quiet_warnings():
-            from unsloth import FastLanguageModel
+        from unsloth import FastLanguageModel
     except Exception as err:  # noqa: BLE001 - any failure of a third-party import is "cannot run here"
         # The usual one: a torchvision built for another torch, pulled in by unsloth's install.
         fix = "pip uninstall -y torchvision" if "torchvision" in repr(err) else "use train.backend 'peft'"
@@ -89,21 +103,13 @@ def _import_unsloth() -> Any:
     return FastLanguageModel
 
 
-@contextlib.contextmanager
-def _quiet_warnings() -> Iterator[None]:
-    import warnings
+def _load(fast: Any, spec: TrainSpec, dtype: str) -> tuple[Any, Any]:
+    from .device import torch_dtype
 
-    with warnings.catch_warnings():
-        # "import unsloth before transformers": the loop has already imported it to evaluate
-        # the student; Unsloth still trains, only some speed patches may be missing.
-        warnings.filterwarnings("ignore", message=".*should be imported before.*")
-        yield
-
-
-def _load(fast: Any, spec: TrainSpec, cuda: bool) -> tuple[Any, Any]:
+    # dtype explicit: Unsloth's own choice trusts is_bf16_supported(), which counts emulation.
     model, tokenizer = fast.from_pretrained(
-        model_name=str(spec.base_dir), max_seq_length=spec.max_length, dtype=None,
-        load_in_4bit=cuda, use_exact_model_name=True,
+        model_name=str(spec.base_dir), max_seq_length=spec.max_length, dtype=torch_dtype(dtype),
+        load_in_4bit=True, use_exact_model_name=True, local_files_only=True,
     )
     if getattr(tokenizer, "chat_template", None) is None:
         raise ModelError(f"{spec.base_dir}: the tokenizer has no chat template", hint="use an instruct model")
@@ -112,16 +118,16 @@ def _load(fast: Any, spec: TrainSpec, cuda: bool) -> tuple[Any, Any]:
     model = fast.get_peft_model(
         model, r=spec.rank, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
         target_modules=list(spec.target_modules), bias="none", random_state=spec.seed,
-        # Unsloth's offloaded checkpointing is its memory win on a GPU; on a CPU it only costs time.
-        use_gradient_checkpointing="unsloth" if cuda else False, max_seq_length=spec.max_length,
+        # Unsloth's offloaded checkpointing: its memory win on a laptop GPU.
+        use_gradient_checkpointing="unsloth", max_seq_length=spec.max_length,
     )
     return model, tokenizer
 
 
-def _sft_trainer(spec: TrainSpec, model: Any, tokenizer: Any, cuda: bool, callback: Any) -> Any:
+def _sft_trainer(spec: TrainSpec, model: Any, tokenizer: Any, dtype: str, callback: Any) -> Any:
+    from .device import precision_args
     from .peft_trainer import sft_config, sft_rows, sft_trainer
 
-    bf16 = cuda and bool(__import__("torch").cuda.is_bf16_supported())
     # gradient checkpointing stays off here: Unsloth's own is set by get_peft_model.
-    args = sft_config(spec, use_cpu=not cuda, bf16=bf16, fp16=cuda and not bf16, dataset_num_proc=1)
+    args = sft_config(spec, **precision_args("cuda", dtype), dataset_num_proc=1)
     return sft_trainer(model, tokenizer, args, sft_rows(spec), callback)
