@@ -80,3 +80,7 @@ bench-trainers: setup
 # usable GPU it prints doctor's findings and exits 2 (scripts/check_hardware.py --cpu forces it).
 check-hardware: setup
 	$(PY) scripts/check_hardware.py
+
+# What a round costs with a 135M and a Llama-3.2-1B-sized student on this machine (~20 min on 2 cores).
+bench-cost: setup
+	$(PY) benchmarks/bench_cost.py
