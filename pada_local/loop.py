@@ -465,7 +465,8 @@ class Orchestrator:
     # -- training and evaluation
 
     def _train(self, r: int, synthetic: list[tuple[str, str]]) -> None:
-        from .backends.device import training_detail
+        from .backends.device import reset_peak, training_detail
+        from .backends.hf import pick_device
         from .train import spec_for, train_student, training_examples
 
         tally = Tally()
@@ -473,6 +474,7 @@ class Orchestrator:
         out = self.workdir / f"round-{r}" / "adapter"
         out.parent.mkdir(parents=True, exist_ok=True)
         spec = spec_for(self.cfg.train, self.engines.student_dir(), examples, out, round_=r)
+        reset_peak(pick_device())  # the stage records its own peak, not the evaluation's
         adapter = train_student(self.engines.trainer(), spec, report=self.report, round_=r,
                                 should_stop=self.should_stop)
         self._check()

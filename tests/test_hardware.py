@@ -177,6 +177,15 @@ def test_gpu_trainers_run_in_a_child_process(monkeypatch):
     assert not isinstance(backends.get_trainer("peft"), ChildTrainer)  # CPU users keep one process
 
 
+def test_evaluation_and_peft_use_the_cpu_when_torch_has_no_kernels_for_the_gpu(monkeypatch):
+    from pada_local.backends.hf import pick_device
+
+    _machine(monkeypatch, tc=_gpu((6, 1), name="NVIDIA GeForce GTX 1060"))
+    assert pick_device() in ("cpu", "mps")  # (a Mac says mps)
+    _machine(monkeypatch, tc=_gpu((8, 6)))
+    assert pick_device() == "cuda"
+
+
 # ---------------------------------------------------------------- `pada doctor` per machine
 
 

@@ -218,6 +218,14 @@ def read_info(adapter_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def reset_peak(device: str) -> None:
+    """Start the device's peak-memory count afresh (CUDA keeps one per process)."""
+    if device == "cuda":
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+
+
 def peak_memory_mb(device: str) -> float | None:
     """The device's peak allocation since the last reset; the process's peak RSS on the CPU."""
     import torch

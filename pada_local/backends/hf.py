@@ -15,9 +15,13 @@ from .base import ChatRequest, Completion, OnItem
 
 
 def pick_device() -> str:
+    """CUDA only where torch has kernels for the GPU (a Pascal GPU under a CUDA 13 build would
+    stop with 'no kernel image'), else MPS, else the CPU."""
     import torch
 
-    if torch.cuda.is_available():
+    from . import device
+
+    if device.cuda_usable(device.torch_cuda()):
         return "cuda"
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "mps"
