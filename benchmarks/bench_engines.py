@@ -6,6 +6,10 @@
 3. trainer tokens/s for a few LoRA steps;
 4. label scoring items/s, log-likelihood of each label vs. greedy generation + label extraction,
    on the same items (and how often each is right);
+6. teacher prompt-prefix reuse (`--only prefix`): a round's generation prompts, built by the
+   loop's own planner (plan_jobs + job_messages) on the demo task with two patterns as a demo run
+   named them, evaluated from a clean cache each (as before) and with prefix reuse; prints the
+   speed-up, the share of prompt tokens restored, and whether every reply is the same;
 5. the teacher behind a server: the same prompts through the in-process backend and through
    llama-cpp-python's OpenAI-compatible server on 127.0.0.1 at concurrency 1 and 4 (samples/s and
    completion tokens/s). That server answers one request at a time, so concurrency shows its
@@ -169,6 +173,55 @@ def bench_endpoint(n: int) -> dict[str, float]:
     return out
 
 
+def round_requests(budget: int, exemplar_sets: int | None = None) -> list[ChatRequest]:
+    """A `pada` round's generation requests on the demo task: error jobs for failed train items
+    and pattern jobs (pools of the 8 train items a pattern's failures pick), as plan_jobs makes them."""
+    import random
+
+    from pada_local import config
+    from pada_local.data import load_splits
+    from pada_local.generate import job_messages, plan_jobs, reply_schema
+    from pada_local.records import EvalRow, Pattern
+
+    cfg = config.load(Path(skills.__file__).with_name("skills.yaml"))  # the demo's own config
+    train = load_splits(cfg.data).train
+    rng = random.Random(0)
+    failures = [EvalRow(ex.id, "train", ex.input, ex.output, "wrong", 0.0) for ex in rng.sample(train, 12)]
+    patterns = [  # as the embedded teacher named two clusters of a demo run
+        Pattern(0, "The Error", "The error pattern these mistakes share", 19, "",
+                "The correct answer is the last letter of the word"),
+        Pattern(1, "Adding letters", "The student went wrong by adding the last letter of the word to "
+                "one of two words", 5, "", "Practise the last letter of each word")]
+    pools = {p.cluster: tuple(rng.sample(train, 8)) for p in patterns}
+    jobs = plan_jobs("pada", 1, budget, patterns, failures, train, 0, pools, exemplar_sets=exemplar_sets)
+    return [ChatRequest(job_messages(j, cfg.task, train, cfg.loop.exemplars), schema=reply_schema(j), seed=j.seed,
+                        temperature=cfg.teacher.temperature, max_tokens=cfg.teacher.max_tokens) for j in jobs]
+
+
+def bench_prefix(n: int, sets: int = 4) -> dict[str, float]:
+    """Clean cache vs prefix reuse on the same requests, then prefix reuse on the requests made
+    with loop.exemplar_sets (another prompt set: a pattern's jobs share their exemplars)."""
+    from pada_local.backends.llama_cpp import LlamaCppGenerator
+
+    path = models.resolve_teacher("smollm2-135m")
+    out: dict[str, float] = {}
+    texts = {}
+    for name, reuse, reqs in (("cold", False, round_requests(n)), ("reuse", True, round_requests(n)),
+                              ("sets_cold", False, round_requests(n, sets)), ("sets", True, round_requests(n, sets))):
+        gen = LlamaCppGenerator(path, n_ctx=2048, seed=0, reuse_prefix=reuse)
+        t0 = time.perf_counter()
+        done = gen.generate(reqs)
+        out[f"{name}_s"] = time.perf_counter() - t0
+        texts[name] = [c.text for c in done]
+        out[f"{name}_prompt"] = sum(c.prompt_tokens for c in done)
+        out[f"{name}_completion"] = sum(c.completion_tokens for c in done)
+        out[f"{name}_restored"] = 0 if gen.prefix is None else gen.prefix.hits
+        gen.close()
+    out["requests"] = n
+    out["same"] = float(texts["cold"] == texts["reuse"] and texts["sets_cold"] == texts["sets"])
+    return out
+
+
 def _timed(generate: object, reqs: list[ChatRequest]) -> tuple[float, float]:
     t0 = time.perf_counter()
     done = generate(reqs)  # type: ignore[operator]
@@ -188,7 +241,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--prompts", type=int, default=16)
     ap.add_argument("--train-steps", type=int, default=4)
-    sections = ["teacher", "student", "trainer", "loglik", "endpoint"]
+    sections = ["teacher", "student", "trainer", "loglik", "endpoint", "prefix"]
     ap.add_argument("--only", choices=sections, action="append",
                     help="run only these sections (repeatable); default: all")
     args = ap.parse_args()
@@ -209,6 +262,16 @@ def main() -> None:
         print(f"labels   {ll['n']} items, 2 labels: loglik {ll['loglik_items_s']:.2f} items/s "
               f"({100 * ll['loglik_acc']:.0f}% right) | generate(8 tok)+extract {ll['gen_items_s']:.2f} "
               f"items/s ({100 * ll['gen_acc']:.0f}% right) | speed-up x{speedup:.1f}")
+    if "prefix" in run:
+        p = bench_prefix(args.prompts)
+        print(f"prefix   {p['requests']:.0f} generation requests of a demo round: clean cache {p['cold_s']:.1f} s "
+              f"({p['cold_prompt']:.0f} prompt + {p['cold_completion']:.0f} completion tokens) | prefix reuse "
+              f"{p['reuse_s']:.1f} s ({100 * p['reuse_restored'] / p['reuse_prompt']:.0f}% of prompt tokens "
+              f"restored) | speed-up x{p['cold_s'] / p['reuse_s']:.2f}")
+        print(f"prefix   with loop.exemplar_sets=4: clean cache {p['sets_cold_s']:.1f} s | prefix reuse "
+              f"{p['sets_s']:.1f} s ({100 * p['sets_restored'] / p['sets_prompt']:.0f}% restored) | speed-up "
+              f"x{p['sets_cold_s'] / p['sets_s']:.2f} (x{p['cold_s'] / p['sets_s']:.2f} against per-job draws, "
+              f"clean cache) | same replies with and without reuse: {'yes' if p['same'] else 'NO'}")
     if "endpoint" in run:
         e = bench_endpoint(args.prompts)
         print("endpoint " + " | ".join(f"{k} {e[k]:.2f} samples/s, {e[k + '_tok']:.1f} tok/s"

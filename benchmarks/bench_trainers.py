@@ -3,15 +3,28 @@
 Each backend trains in its own child process (fresh peak memory), with the first Python that
 can run it: this one, then the other virtual environments of the repository (`.venv*/`), since
 Unsloth and mlx-lm pin different library versions than the main install.
-Data: the demo task's rows (`pada_local.tasks.skills.generate`), rendered as the loop renders them.
+Data: the demo task's rows (`pada_local.tasks.skills.generate`), or with `--data sst2|boolq` the
+first rows of a public data set prepared under examples/public/data/ (sentences of mixed length,
+where padding matters), rendered as the loop renders them.
 
     .venv/bin/python benchmarks/bench_trainers.py [--steps 4] [--batch-size 4] [--model student|tiny]
-        [--backends peft,unsloth,mlx] [--python .venv-unsloth/bin/python ...]
+        [--backends peft,unsloth,mlx] [--python .venv-unsloth/bin/python ...] [--data demo|sst2|boolq]
+        [--variants padded,padding-free,padding-free+bf16]
 
-tokens/s counts the same tokens for every backend (mean example length under the student's chat
-template x examples per step x steady steps / their seconds); the first step (compilation,
-warm-up) is left out when there are two or more. peak RSS is the child's ru_maxrss; on a GPU
-the accelerator's own peak is printed too.
+Variants (peft only) run the same steps with other settings, side by side: `padded` is the
+trainer before padding-free batches (each batch padded to its longest example), `padding-free`
+the default now, `+bf16` adds bf16 autocast (CPUs with AVX512-BF16 or AMX run it natively).
+
+tokens/s counts the examples' own tokens (padding not counted) over the steady steps (the first
+step, compilation and warm-up, is left out when there are two or more): measured by the trainer
+where it counts them (peft), else mean example length x examples per step. `padding` is the share
+of the tokens the model processed that were padding. MFU = tokens/s x 4P / peak, where P is the
+student's parameters outside the embedding (every matmul weight), 4P the FLOPs per token of a LoRA
+step (forward 2P, backward to the activations 2P; frozen weights get no gradient; attention
+scores and the answer-only LM head left out), and peak = cores x GHz x FLOPs per cycle per core
+(2 FMA units x 2 x the vector's fp32 lanes: 16 with AVX-512, 8 with AVX2; twice that for bf16
+where the CPU has AVX512-BF16), from /proc/cpuinfo; a GPU's peak is not estimated.
+peak RSS is the child's ru_maxrss; on a GPU the accelerator's own peak is printed too.
 """
 
 from __future__ import annotations
@@ -31,13 +44,62 @@ PROBE = ("import importlib.util, sys; p = sys.argv[1]; ok = importlib.util.find_
          "if ok and p == 'mlx_lm':\n    import mlx.core\nsys.exit(0 if ok else 1)")
 
 
-def examples(n_per_skill: int):
+def examples(n_per_skill: int, data: str = "demo"):
     from pada_local.backends.base import TrainExample
     from pada_local.tasks import skills
 
+    if data != "demo":  # 7 x n_per_skill rows, as many as the demo task gives
+        path = ROOT / "examples" / "public" / "data" / data / "train.jsonl"
+        rows = [json.loads(line) for line in path.read_text().splitlines()[: 7 * n_per_skill]]
+        system = "Answer with the label only."
+        return tuple(TrainExample(({"role": "system", "content": system},
+                                   {"role": "user", "content": r["prompt"]}), r["completion"]) for r in rows)
     rows = skills.generate({"bench": n_per_skill}, seed=5)["bench"]
     return tuple(TrainExample(({"role": "system", "content": skills.SYSTEM_PROMPT},
                                {"role": "user", "content": r["prompt"]}), r["completion"]) for r in rows)
+
+
+VARIANTS = {"padded": (False, False), "padding-free": (True, False), "padding-free+bf16": (True, True)}
+
+
+def apply_variant(name: str) -> None:
+    """Set the peft trainer's padding and numeric type as the variant says (module attributes the
+    trainer looks up at each call)."""
+    from pada_local.backends import device, peft_trainer
+
+    padding_free, bf16 = VARIANTS[name]
+    config = peft_trainer.sft_config
+    peft_trainer.sft_config = lambda spec, padding_free_=None, **kw: config(  # type: ignore[assignment]
+        spec, **{**kw, "padding_free": padding_free})
+    if bf16:
+        device.device_dtype = lambda dev: "bf16"  # type: ignore[assignment]
+
+
+def matmul_params(model_dir: Path) -> int:
+    """Parameters outside the embedding (and a tied LM head): the per-token matmul weights."""
+    cfg = json.loads((model_dir / "config.json").read_text())
+    h, i, layers = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
+    kv = cfg.get("num_key_value_heads", cfg["num_attention_heads"]) * (h // cfg["num_attention_heads"])
+    return layers * (2 * h * h + 2 * h * kv + 3 * h * i)
+
+
+def cpu_peak(bf16: bool) -> tuple[float, str] | None:
+    """Peak FLOP/s of this CPU (formula in the docstring) and how it was computed."""
+    import os
+
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    flags = next((ln for ln in info.splitlines() if ln.startswith("flags")), "")
+    mhz = [float(ln.split(":")[1]) for ln in info.splitlines() if ln.startswith("cpu MHz")]
+    if not mhz:
+        return None
+    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
+    native_bf16 = bf16 and ("avx512_bf16" in flags or "amx_bf16" in flags)
+    per_cycle = 2 * 2 * lanes * (2 if native_bf16 else 1)
+    cores, ghz = os.cpu_count() or 1, max(mhz) / 1000
+    return cores * ghz * 1e9 * per_cycle, f"{cores} cores x {ghz:.2f} GHz x {per_cycle} FLOP/cycle"
 
 
 def tiny_model(out: Path, like: Path) -> Path:
@@ -69,8 +131,10 @@ def child(args: argparse.Namespace) -> None:
     from pada_local.backends import get_trainer
     from pada_local.backends.base import TrainSpec
 
-    exs = examples(args.per_skill)
+    exs = examples(args.per_skill, args.data)
     model_dir = Path(args.model_dir)
+    if args.child == "peft":
+        apply_variant(args.variant)
     with tempfile.TemporaryDirectory() as tmp:
         spec = TrainSpec(model_dir, exs, Path(tmp) / "adapter", max_steps=args.steps, batch_size=args.batch_size,
                          max_length=args.max_length, seed=0)
@@ -79,10 +143,21 @@ def child(args: argparse.Namespace) -> None:
         wall = time.perf_counter() - t0
     hist = adapter.history
     steady = (hist[-1].seconds - hist[0].seconds) / (len(hist) - 1) if len(hist) > 1 else adapter.seconds / adapter.steps
-    per_step = args.batch_size * mean_tokens(model_dir, exs)
+    if adapter.padded_tokens:  # measured: tokens after the first step over the steady seconds
+        first = (hist[0].tokens_per_s or 0) * hist[0].seconds
+        tok_s = ((adapter.tokens - first) / (steady * (len(hist) - 1)) if len(hist) > 1
+                 else adapter.tokens / adapter.seconds)
+        padding = 1 - adapter.tokens / adapter.padded_tokens
+    else:
+        tok_s, padding = args.batch_size * mean_tokens(model_dir, exs) / steady, None
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    row = {"backend": args.child, "steps": adapter.steps, "s_per_step": steady, "tok_s": per_step / steady,
-           "own_tokens": adapter.tokens, "train_s": adapter.seconds, "wall_s": wall,
+    bf16 = args.child == "peft" and VARIANTS[args.variant][1]
+    peak = cpu_peak(bf16) if accelerator_peak() is None and args.child != "mlx" else None
+    row = {"backend": args.child, "variant": args.variant if args.child == "peft" else "", "data": args.data,
+           "steps": adapter.steps, "s_per_step": steady, "tok_s": tok_s, "padding": padding,
+           "own_tokens": adapter.tokens, "padded_tokens": adapter.padded_tokens, "train_s": adapter.seconds,
+           "wall_s": wall, "mfu": None if peak is None else tok_s * 4 * matmul_params(model_dir) / peak[0],
+           "peak_formula": None if peak is None else peak[1],
            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 1e9,
            "accel_peak_gb": accelerator_peak(), "python": sys.executable}
     print(json.dumps(row))
@@ -107,9 +182,11 @@ def runs(python: str, backend: str) -> bool:
     return subprocess.run([python, "-c", PROBE, PACKAGES[backend]], capture_output=True).returncode == 0
 
 
-def run_backend(python: str, backend: str, model_dir: Path, args: argparse.Namespace) -> dict | None:
+def run_backend(python: str, backend: str, model_dir: Path, args: argparse.Namespace,
+                variant: str = "padding-free") -> dict | None:
     cmd = [python, __file__, "--child", backend, "--model-dir", str(model_dir), "--steps", str(args.steps),
-           "--batch-size", str(args.batch_size), "--max-length", str(args.max_length), "--per-skill", str(args.per_skill)]
+           "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
+           "--per-skill", str(args.per_skill), "--data", args.data, "--variant", variant]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT)
     if done.returncode != 0:
         print(f"{backend}: failed with {python}\n{done.stderr[-2000:]}", file=sys.stderr)
@@ -127,6 +204,10 @@ def main() -> None:
     ap.add_argument("--backends", default="peft,unsloth,mlx")
     ap.add_argument("--python", action="append", default=[], help="another interpreter to try (repeatable)")
     ap.add_argument("--timeout", type=int, default=3600, help="seconds per backend")
+    ap.add_argument("--data", default="demo", help="demo, or a folder under examples/public/data")
+    ap.add_argument("--variants", default="padding-free", help=f"peft settings: {', '.join(VARIANTS)}")
+    ap.add_argument("--variant", default="padding-free", help=argparse.SUPPRESS)
+    ap.add_argument("--json", action="store_true", help="one JSON object per line instead of the table")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--model-dir", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -138,21 +219,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = student if args.model == "student" else tiny_model(Path(tmp) / "tiny", student)
         print(f"model {args.model} ({model_dir.name}), {args.steps} steps x batch {args.batch_size}, "
-              f"{7 * args.per_skill} demo-task examples", file=sys.stderr)
+              f"{7 * args.per_skill} {args.data} examples", file=sys.stderr)
         for backend in args.backends.split(","):
             python = next((p for p in interpreters(args.python) if runs(p, backend)), None)
             if python is None:
                 print(f"{backend:8} not installed in any of: {', '.join(interpreters(args.python))}")
                 continue
-            row = run_backend(python, backend, model_dir, args)
-            if row is not None:
-                print(report(row))
+            for variant in args.variants.split(",") if backend == "peft" else [""]:
+                row = run_backend(python, backend, model_dir, args, variant or "padding-free")
+                if row is not None:
+                    print(json.dumps(row) if args.json else report(row), flush=True)
 
 
 def report(r: dict) -> str:
     accel = "" if r["accel_peak_gb"] is None else f" | accelerator peak {r['accel_peak_gb']:.2f} GB"
-    return (f"{r['backend']:8} {r['tok_s']:7.1f} tok/s | {r['s_per_step']:6.2f} s/step | peak RSS "
-            f"{r['peak_rss_gb']:.2f} GB{accel} | {r['steps']} steps, {r['train_s']:.1f} s training "
+    pad = "" if r["padding"] is None else f" | padding {100 * r['padding']:4.1f}%"
+    mfu = "" if r["mfu"] is None else f" | MFU {100 * r['mfu']:4.1f}% of {r['peak_formula']}"
+    name = f"{r['backend']} {r['variant']}".strip()
+    return (f"{name:26} {r['tok_s']:7.1f} tok/s (no padding){pad} | {r['s_per_step']:6.2f} s/step{mfu} | "
+            f"peak RSS {r['peak_rss_gb']:.2f} GB{accel} | {r['steps']} steps, {r['train_s']:.1f} s training "
             f"({Path(r['python']).parent.parent.name})")
 
 

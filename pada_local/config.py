@@ -224,6 +224,10 @@ class LoopConfig(_Section):
         False, description="Run exactly `rounds` rounds, no early stop; a round that accepts nothing "
         "retrains on the previous set with its own seed (how `pada compare` keeps strategies comparable).")
     exemplars: int = Field(3, ge=0, description="Train exemplars shown to the teacher per generation prompt.")
+    exemplar_sets: int | None = Field(
+        None, ge=1, description="Pattern jobs draw their exemplars from this many fixed draws per pattern, "
+        "so jobs that share a draw share the prompt's opening and the in-process llama.cpp teacher "
+        "evaluates it once (faster; fewer distinct prompts). None = a fresh draw per job.")
     label_first: bool = Field(
         True, description="Label and choice tasks: each job picks the answer first (pattern jobs: the "
         "labels of the validation failures behind the pattern; error jobs: the origin item's label) and "

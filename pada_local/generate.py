@@ -52,12 +52,16 @@ class Answers:
 def plan_jobs(strategy: str, round_: int, budget: int, patterns: Sequence[Pattern],
               train_failures: Sequence[EvalRow], train: Sequence[Example], seed: int,
               pattern_pools: dict[int, tuple[Example, ...]] | None = None,
-              answers: Answers | None = None) -> list[Job]:
+              answers: Answers | None = None, exemplar_sets: int | None = None) -> list[Job]:
     """The round's jobs. `pada`: error-correcting jobs (one per failed train item, at most half
     the budget) plus pattern jobs in proportion to cluster size; `llm2llm`: error jobs only;
     `paraphrase`: rephrasings of random train items; all with the same budget. `seed` is the
     run's seed: each job's own seed is derived from it by purpose, round and index."""
     jobs = _plan(strategy, round_, budget, patterns, train_failures, train, seed, pattern_pools or {})
+    if exemplar_sets is not None:  # the i-th job of a pattern takes its draw i mod sets
+        jobs = [replace(j, exemplar_seed=derive(seed, f"exemplar_set/{j.pattern.cluster}", round_,
+                                                int(j.key.rsplit(":", 1)[1]) % exemplar_sets))
+                if j.pattern is not None else j for j in jobs]
     return _decide_answers(jobs, answers or Answers(), seed, round_)
 
 
@@ -133,10 +137,11 @@ def pick_exemplars(job: Job, train: Sequence[Example], n: int) -> list[Example]:
     its failures; for an error job, the items most like the failed one (word 3-gram overlap),
     so the teacher sees the question's form several times over; else a seeded random draw."""
     rng = random.Random(job.seed)
+    draw = rng if job.exemplar_seed is None else random.Random(job.exemplar_seed)
     if job.pool:
-        return rng.sample(list(job.pool), min(n, len(job.pool)))
+        return draw.sample(list(job.pool), min(n, len(job.pool)))
     if job.origin is None or n == 0:
-        return rng.sample(list(train), min(n, len(train)))
+        return draw.sample(list(train), min(n, len(train)))
     origin = shingles(job.origin.input)
     others = [ex for ex in train if ex.id != job.origin.id]
     ranked = sorted(others, key=lambda ex: (-jaccard(origin, shingles(ex.input)), rng.random()))

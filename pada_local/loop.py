@@ -342,7 +342,8 @@ class Orchestrator:
         budget = self.cfg.loop.budget if self.cfg.loop.budget is not None else len(self.p.splits.train)
         pools = self._pattern_pools(r, patterns) if patterns else {}
         jobs = plan_jobs(self.cfg.loop.strategy, r, budget, patterns, train_failures, self.p.splits.train,
-                         self.cfg.loop.seed, pools, self._answers(r, patterns))
+                         self.cfg.loop.seed, pools, self._answers(r, patterns),
+                         exemplar_sets=self.cfg.loop.exemplar_sets)
         # Candidate keys are unique across the whole store: scope them to this run.
         return [replace(j, key=f"{self.run_id}/{j.key}") for j in jobs]
 

@@ -77,6 +77,7 @@ class Job:
     pool: tuple[Example, ...] = ()  # train items to draw exemplars from (pattern jobs)
     target: str | None = None  # label-first: the answer chosen before the teacher writes the input
     computed: bool = False  # numeric tasks: the teacher writes the computation, not the answer
+    exemplar_seed: int | None = None  # draws the exemplars (loop.exemplar_sets); None: `seed` does
 
 
 @dataclass(frozen=True)

@@ -98,10 +98,12 @@ class Adapter:
     path: Path
     steps: int
     seconds: float
-    tokens: int
+    tokens: int  # the examples' own tokens, padding not counted
     history: tuple[StepInfo, ...] = field(default_factory=tuple)
     # Examples left out because prompt + answer exceed max_length (see lengths.fit_spec).
     dropped_ids: tuple[str, ...] = ()
+    # Tokens the model processed, padding included (0: the backend does not count them).
+    padded_tokens: int = 0
 
     @property
     def dropped(self) -> int:

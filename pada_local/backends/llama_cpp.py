@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from ..errors import ModelError
 from .base import ChatRequest, Completion, OnItem, one_by_one, sampling_kwargs
+from .kv_prefix import PrefixReuse
 
 
 class LlamaCppGenerator:
@@ -35,6 +36,7 @@ class LlamaCppGenerator:
         max_tokens: int = 256,
         seed: int = 0,
         lora_path: Path | None = None,
+        reuse_prefix: bool = True,
     ) -> None:
         self.model_path = Path(model_path)
         self.temperature = temperature
@@ -42,14 +44,19 @@ class LlamaCppGenerator:
         self.seed = seed
         self.n_ctx = n_ctx
         self.llm = _load(self.model_path, n_ctx, n_threads, n_gpu_layers, seed, lora_path)
+        self.prefix = PrefixReuse.for_model(self.llm) if reuse_prefix else None
 
     def generate(self, requests: Sequence[ChatRequest], on_item: OnItem | None = None) -> list[Completion]:
         return one_by_one(self.complete, requests, on_item)
 
     def complete(self, req: ChatRequest) -> Completion:
-        # Evaluate every prompt from a clean KV cache: reusing a cached prefix changes the
-        # arithmetic slightly, and a resumed run must sample exactly what the first one did.
-        self.llm.reset()
+        # llama.cpp's own prefix matching would make a reply depend on the request before it
+        # (a resumed run must sample exactly what the first one did): either evaluate every
+        # prompt from a clean KV cache, or reuse its opening messages in fixed pieces (kv_prefix).
+        if self.prefix is None:
+            self.llm.reset()
+        else:
+            self.prefix.prepare(req.messages)
         start = time.perf_counter()
         try:
             reply = self.llm.create_chat_completion(**self._kwargs(req))

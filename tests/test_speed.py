@@ -1,0 +1,152 @@
+"""Speed work that must not change results: padding-free training batches (same loss as padded
+ones, tokens counted with and without padding) and the teacher's prompt-prefix reuse (the same
+reply from a cold and a warm cache)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pada_local.backends.peft_trainer import sft_config as _ORIGINAL_CONFIG
+
+SENTENCES = ["a gorgeous , witty , seductive movie .", "bad .",
+             "it 's a charming and often affecting journey that never quite takes off , sadly .",
+             "the plot is nothing but boilerplate clichés from start to finish , and the script assumes "
+             "that not only would subtlety be lost on the target audience , but that it 's also too "
+             "difficult for the writer to master .", "fun !", "an utterly incompetent conclusion .",
+             "one of the year 's best films .", "dull and lifeless ."]
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory, student_dir) -> Path:
+    """2 layers, random weights, the real tokenizer and chat template: the trainer's code path."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    out = tmp_path_factory.mktemp("tiny-llama")
+    tok = AutoTokenizer.from_pretrained(str(student_dir))
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id)
+    LlamaForCausalLM(config).save_pretrained(str(out))
+    tok.save_pretrained(str(out))
+    return out
+
+
+def _examples():
+    from pada_local.backends.base import TrainExample
+
+    return tuple(TrainExample(({"role": "system", "content": "Label the sentiment."},
+                               {"role": "user", "content": s}), "positive" if i % 2 else "negative", str(i))
+                 for i, s in enumerate(SENTENCES))
+
+
+def _train(model: Path, out: Path, padding_free: bool, monkeypatch):
+    from pada_local.backends import peft_trainer
+    from pada_local.backends.base import TrainSpec
+
+    config = _ORIGINAL_CONFIG  # not the attribute: a second call would wrap the first patch
+    monkeypatch.setattr(peft_trainer, "sft_config",
+                        lambda spec, padding_free_=None, **kw: config(spec, **{**kw, "padding_free": padding_free}))
+    spec = TrainSpec(model, _examples(), out, max_steps=2, batch_size=8, seed=3, lr=1e-3)
+    return peft_trainer.PeftTrainer().train(spec)
+
+
+def test_padding_free_batches_give_the_padded_loss_and_count_tokens(tiny_llama, tmp_path, monkeypatch):
+    from transformers import AutoTokenizer
+
+    padded = _train(tiny_llama, tmp_path / "padded", False, monkeypatch)
+    free = _train(tiny_llama, tmp_path / "free", True, monkeypatch)
+    # One batch holds all 8 examples: the first step's loss (before any update) must agree.
+    assert padded.history[0].loss == pytest.approx(free.history[0].loss, rel=1e-5)
+    assert free.history[1].loss == pytest.approx(padded.history[1].loss, rel=1e-3)
+    tok = AutoTokenizer.from_pretrained(str(tiny_llama))
+    own = sum(len(tok.apply_chat_template([*ex.prompt_messages, {"role": "assistant", "content": ex.answer}],
+                                          tokenize=True, return_dict=False)) for ex in _examples())
+    # Two steps over the same 8 examples; TRL's rendering may add a token or two per example.
+    assert 2 * own <= free.tokens <= 2 * (own + 2 * len(SENTENCES))
+    assert padded.tokens == free.tokens
+    assert free.padded_tokens == free.tokens  # nothing padded
+    longest = max(len(tok(s)["input_ids"]) for s in SENTENCES)
+    assert padded.padded_tokens >= 2 * len(SENTENCES) * longest > padded.tokens
+
+
+def _requests():
+    from pada_local.backends.base import ChatRequest
+    from pada_local.prompts import SampleReply, render
+
+    shots = [(s, "positive" if i % 2 else "negative") for i, s in enumerate(SENTENCES)]
+
+    def job(first: int, name: str, seed: int) -> ChatRequest:
+        msgs = render("generate_pattern", shots=shots[first:first + 3], pattern_name=name,
+                      pattern_description="Misreads mixed reviews.", strategy="Mixed reviews.",
+                      task_description="Label a movie review's sentiment.", answer_format="positive or negative")
+        return ChatRequest(msgs, schema=SampleReply, seed=seed, max_tokens=48)
+
+    judge = ChatRequest(({"role": "system", "content": "You grade answers. Reply with one number."},
+                         {"role": "user", "content": "Is 'bad .' negative?"}), seed=5, max_tokens=8)
+    # The same pattern twice (its opening reused from the context), another pattern, a request of
+    # another stage in between, then the first again (its opening restored from a saved state).
+    return [job(0, "mixed", 1), job(0, "mixed", 2), job(3, "mixed", 3), judge, job(1, "irony", 4),
+            job(0, "mixed", 1)]
+
+
+def test_prefix_reuse_gives_the_cold_cache_reply(teacher_gguf):
+    from pada_local.backends.llama_cpp import LlamaCppGenerator
+
+    warm = LlamaCppGenerator(teacher_gguf, n_ctx=1024, seed=0)
+    assert warm.prefix is not None
+    warm_texts = [warm.complete(r).text for r in _requests()]
+    assert warm.prefix.hits > 0 and warm.prefix.states
+    cold_texts = []
+    for r in _requests():  # every request from an empty cache, nothing saved
+        warm.prefix.states.clear()
+        warm.prefix.live_cuts = ()
+        warm.llm.reset()
+        cold_texts.append(warm.complete(r).text)
+    warm.close()
+    assert warm_texts == cold_texts
+    assert warm_texts[0] == warm_texts[-1]  # same request, same seed
+    assert len(set(warm_texts[:3])) > 1  # and not one reply for everything
+
+
+def test_prefix_pieces_follow_the_messages(teacher):
+    """Cuts after the system text and before the last message, at token boundaries of the prompt
+    the library builds; too short an opening is not cut."""
+    pieces = teacher.prefix
+    assert pieces is not None
+    req = _requests()[0]
+    tokens, cuts = pieces.pieces(req.messages)
+    assert len(cuts) == 2 and 0 < cuts[0] < cuts[1] < len(tokens)
+    system_only = pieces.head(messages=list(req.messages[:1])).prompt
+    assert teacher.llm.detokenize(tokens[: cuts[0]], special=True).decode() in system_only
+    short = ({"role": "system", "content": "Hi."}, {"role": "user", "content": "2+2?"})
+    assert pieces.pieces(short)[1] == []
+
+
+def test_exemplar_sets_share_a_patterns_draws_and_nothing_else():
+    from pada_local.data import Example
+    from pada_local.generate import pick_exemplars, plan_jobs
+    from pada_local.records import Pattern
+
+    train = [Example(f"t{i}", f"question {i}", str(i)) for i in range(40)]
+    patterns = [Pattern(0, "a", "a", 3, ""), Pattern(1, "b", "b", 3, "")]
+    pools = {0: tuple(train[:8]), 1: tuple(train[8:16])}
+
+    def draws(sets):
+        jobs = plan_jobs("pada", 1, 12, patterns, [], train, 7, pools, exemplar_sets=sets)
+        return jobs, [tuple(ex.id for ex in pick_exemplars(j, train, 3)) for j in jobs]
+
+    jobs, shared = draws(2)
+    plain_jobs, plain = draws(None)
+    assert [j.seed for j in jobs] == [j.seed for j in plain_jobs]  # sampling seeds unchanged
+    by_pattern = {c: [d for j, d in zip(jobs, shared) if j.pattern.cluster == c] for c in (0, 1)}
+    for c, ds in by_pattern.items():
+        assert len(ds) == 6 and len(set(ds)) == 2  # two fixed draws per pattern ...
+        assert ds[0] == ds[2] == ds[4] and ds[1] == ds[3] == ds[5]  # ... taken in turn
+        assert all(set(d) <= {ex.id for ex in pools[c]} for d in ds)
+    assert len(set(plain)) > 4  # a fresh draw per job by default
+    assert draws(2)[1] == shared  # seeded: a resumed run draws the same
