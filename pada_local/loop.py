@@ -490,7 +490,9 @@ class Orchestrator:
         artifacts = [_artifact("adapter", out, out / "adapter_model.safetensors",
                                {"steps": adapter.steps, "tokens": adapter.tokens}),
                      _artifact("train_set", train_file, train_file, {"items": len(kept)})]
-        stats = tally.stats(len(kept), steps=adapter.steps, tokens=adapter.tokens, backend=self.p.trainer,
+        # tokens: the examples' own; padded_tokens: all the model processed (0: not counted)
+        stats = tally.stats(len(kept), steps=adapter.steps, tokens=adapter.tokens,
+                            padded_tokens=adapter.padded_tokens, backend=self.p.trainer,
                             dropped=adapter.dropped, dropped_ids=list(adapter.dropped_ids[:3]),
                             **training_detail(out))  # device, numeric types, peak memory
         self.ledger.record_training(self.run_id, r, steps, artifacts, stats, out, len(kept))
