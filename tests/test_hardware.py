@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -84,6 +85,22 @@ def test_cuda_problem_says_what_is_wrong():
     assert device.cuda_problem(None, cpu_torch) is None  # no GPU at all: nothing is wrong
     assert device.cuda_problem(driver, _gpu((8, 9))) is None
     assert "not installed" in device.cuda_problem(driver, None)
+
+
+def test_nvidia_smi_output_is_read(monkeypatch):
+    """nvidia-smi's CSV (faked: there is no GPU here), and its absence."""
+    out = "NVIDIA GeForce RTX 4060 Laptop GPU, 8.9, 560.35.03\n"
+    monkeypatch.setattr(device.subprocess, "run",
+                        lambda *a, **k: subprocess.CompletedProcess(a[0], 0, stdout=out, stderr=""))
+    gpus = (("NVIDIA GeForce RTX 4060 Laptop GPU", "8.9"),)
+    assert device.nvidia_driver() == NvidiaDriver("560.35.03", gpus)
+
+    def missing(*a, **k):
+        raise FileNotFoundError("nvidia-smi")
+
+    monkeypatch.setattr(device.subprocess, "run", missing)
+    monkeypatch.setattr(device, "_proc_driver", lambda: None)
+    assert device.nvidia_driver() is None
 
 
 # ---------------------------------------------------------------- `auto` per machine

@@ -227,7 +227,8 @@ def reset_peak(device: str) -> None:
 
 
 def peak_memory_mb(device: str) -> float | None:
-    """The device's peak allocation since the last reset; the process's peak RSS on the CPU."""
+    """CUDA: the peak allocation since the last reset. MPS has no peak counter: what the Metal
+    driver holds now. CPU: the process's peak RSS."""
     import torch
 
     if device == "cuda":
