@@ -69,3 +69,18 @@ class ImportOrderTrainer:
     def train(self, spec, on_step=None, should_stop=None):
         heavy = sorted(m for m in ("torch", "transformers", "trl", "peft") if m in sys.modules)
         raise ConfigError(f"first: {'decimal' in sys.modules}; heavy: {heavy}")
+
+
+class HangingExitTrainer:
+    """Replies, then hangs on its way out (as a CUDA teardown can)."""
+
+    name = "hanging-exit"
+
+    def train(self, spec, on_step=None, should_stop=None):
+        import atexit
+        import time
+
+        from pada_local.backends.base import Adapter
+
+        atexit.register(time.sleep, 600)
+        return Adapter(Path(spec.out_dir), 1, 0.1, 0)

@@ -420,6 +420,18 @@ def test_a_child_exception_keeps_its_message_and_kind(tmp_path):
     assert err.value.hint == "modules there: q_proj"
 
 
+def test_a_child_that_replies_but_hangs_on_exit_is_ended(tmp_path, monkeypatch):
+    import time
+
+    from pada_local.backends import child
+
+    monkeypatch.setattr(child, "EXIT_GRACE_S", 2.0)
+    start = time.monotonic()
+    adapter = child.ChildTrainer("mlx", "tests.child_trainers:HangingExitTrainer").train(
+        TrainSpec(tmp_path, EXAMPLES, tmp_path / "adapter"))
+    assert adapter.steps == 1 and time.monotonic() - start < 60
+
+
 def test_last_error_line_prefers_the_cpp_message_over_the_stack_dump(tmp_path):
     from pada_local.backends.child import last_error_line
 

@@ -12,6 +12,7 @@ line: the train stage fails, the run is marked failed, and `pada run --resume` r
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import pickle
@@ -30,6 +31,8 @@ from typing import IO, Any
 from .. import errors
 from ..errors import PadaError
 from .base import Adapter, StepInfo, TrainSpec
+
+EXIT_GRACE_S = 120.0  # how long a child that has replied may take to exit
 
 
 class TrainingFailed(PadaError):
@@ -84,7 +87,8 @@ class ChildTrainer:
                                     cwd=work, env=child_env(work))
         try:
             reply = _follow(proc, on_step, should_stop)
-            proc.wait(timeout=120)
+            with contextlib.suppress(subprocess.TimeoutExpired):  # a hung exit: _end kills it
+                proc.wait(timeout=EXIT_GRACE_S)
         finally:
             _end(proc)
         return _result(self.name, reply, proc.returncode, log_path)
@@ -96,18 +100,19 @@ def _follow(proc: subprocess.Popen, on_step: Callable[[StepInfo], None] | None,
     assert proc.stdout is not None
     messages: queue.Queue[tuple[str, Any]] = queue.Queue()
     threading.Thread(target=_read, args=(proc.stdout, messages), daemon=True).start()
-    reply, asked = None, False
+    reply, asked, replied_at = None, False, 0.0
     while True:
         try:
             kind, value = messages.get(timeout=0.2)
         except queue.Empty:
             kind, value = "", None
-        if kind == "eof":
+        # The end of its output, or a reply and then no exit (CUDA teardown can hang).
+        if kind == "eof" or (reply is not None and time.monotonic() - replied_at > EXIT_GRACE_S):
             return reply
         if kind == "step" and on_step is not None:
             on_step(value)
         elif kind in ("done", "error"):
-            reply = (kind, value)
+            reply, replied_at = (kind, value), time.monotonic()
         if not asked and should_stop is not None and should_stop():
             asked = _ask_stop(proc)
 
