@@ -13,7 +13,8 @@ where padding matters), rendered as the loop renders them.
 
 Variants (peft only) run the same steps with other settings, side by side: `padded` is the
 trainer before padding-free batches (each batch padded to its longest example), `padding-free`
-the default now, `+bf16` adds bf16 autocast (CPUs with AVX512-BF16 or AMX run it natively).
+in fp32, `+bf16` in bf16 weights under bf16 autocast: the default now on CPUs with AVX512-BF16 or
+AMX (device.training_dtype).
 
 tokens/s counts the examples' own tokens (padding not counted) over the steady steps (the first
 step, compilation and warm-up, is left out when there are two or more): measured by the trainer
@@ -71,8 +72,7 @@ def apply_variant(name: str) -> None:
     config = peft_trainer.sft_config
     peft_trainer.sft_config = lambda spec, padding_free_=None, **kw: config(  # type: ignore[assignment]
         spec, **{**kw, "padding_free": padding_free})
-    if bf16:
-        device.device_dtype = lambda dev: "bf16"  # type: ignore[assignment]
+    device.training_dtype = lambda dev: "bf16" if bf16 else "fp32"  # type: ignore[assignment]
 
 
 def matmul_params(model_dir: Path) -> int:

@@ -45,9 +45,10 @@ def _examples():
 
 
 def _train(model: Path, out: Path, padding_free: bool, monkeypatch):
-    from pada_local.backends import peft_trainer
+    from pada_local.backends import device, peft_trainer
     from pada_local.backends.base import TrainSpec
 
+    monkeypatch.setattr(device, "training_dtype", lambda dev: "fp32")  # the math, not bf16 rounding
     config = _ORIGINAL_CONFIG  # not the attribute: a second call would wrap the first patch
     monkeypatch.setattr(peft_trainer, "sft_config",
                         lambda spec, padding_free_=None, **kw: config(spec, **{**kw, "padding_free": padding_free}))
@@ -150,3 +151,18 @@ def test_exemplar_sets_share_a_patterns_draws_and_nothing_else():
         assert all(set(d) <= {ex.id for ex in pools[c]} for d in ds)
     assert len(set(plain)) > 4  # a fresh draw per job by default
     assert draws(2)[1] == shared  # seeded: a resumed run draws the same
+
+
+def test_cpu_training_type_follows_native_bf16(monkeypatch):
+    from pada_local.backends import device
+
+    avx512 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw avx512_bf16 avx512_vnni\n"
+    assert device.cpu_native_bf16(avx512)
+    assert device.cpu_native_bf16("flags\t: fpu avx2 amx_tile amx_bf16\n")
+    assert not device.cpu_native_bf16("flags\t: fpu sse2 avx2 avx512f avx512bw\n")  # emulated there
+    assert not device.cpu_native_bf16("")
+    monkeypatch.setattr(device, "cpu_native_bf16", lambda info=None: True)
+    assert device.training_dtype("cpu") == "bf16"
+    assert device.device_dtype("cpu") == "fp32"  # evaluation keeps fp32
+    monkeypatch.setattr(device, "cpu_native_bf16", lambda info=None: False)
+    assert device.training_dtype("cpu") == "fp32"

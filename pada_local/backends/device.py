@@ -194,6 +194,28 @@ def device_dtype(device: str) -> str:
     return train_dtype(device, capability, mac_info() if device == "mps" else None)  # type: ignore[arg-type]
 
 
+def cpu_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU computes in bf16 natively (x86 AVX512-BF16 or AMX). Elsewhere bf16 on the
+    CPU is emulated and slower than fp32. Only Linux says, in /proc/cpuinfo."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines()
+                  if line.startswith("flags") and ":" in line), [])
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def training_dtype(device: str) -> str:
+    """The type LoRA training runs in: `device_dtype`, except on a CPU with native bf16, where
+    bf16 weights under bf16 autocast (LoRA's own weights kept in fp32 by peft) measured 1.3x the
+    tokens/s of fp32 (benchmarks/bench_trainers.py); evaluation on the CPU stays fp32."""
+    if device == "cpu" and cpu_native_bf16():
+        return "bf16"
+    return device_dtype(device)
+
+
 def torch_dtype(name: str) -> Any:
     import torch
 
@@ -252,7 +274,7 @@ def training_detail(adapter_dir: Path) -> dict[str, Any]:
         from .hf import pick_device
 
         device = pick_device()
-        info = {"device": device, "compute_dtype": device_dtype(device), "merge_dtype": "fp32",
+        info = {"device": device, "compute_dtype": training_dtype(device), "merge_dtype": "fp32",
                 "peak_memory_mb": peak_memory_mb(device)}
         if adapter_dir.is_dir():
             write_info(adapter_dir, **info)

@@ -49,7 +49,8 @@ def load_tokenizer(model_dir: Path) -> Any:
     return tok
 
 
-def load_model(model_dir: Path, adapter: Path | None = None, device: str | None = None) -> Any:
+def load_model(model_dir: Path, adapter: Path | None = None, device: str | None = None,
+               dtype_name: str | None = None) -> Any:
     """The base student, with `adapter` merged in when given (merging makes decoding faster).
     The merge happens in fp32, then the weights take the device's type (device.train_dtype):
     merged straight into bf16, small LoRA updates round away."""
@@ -60,7 +61,7 @@ def load_model(model_dir: Path, adapter: Path | None = None, device: str | None 
 
     quiet_libraries()
     device = device or pick_device()
-    dtype = torch_dtype(device_dtype(device))
+    dtype = torch_dtype(dtype_name or device_dtype(device))
     try:
         model = AutoModelForCausalLM.from_pretrained(
             str(model_dir), dtype=torch.float32 if adapter is not None else dtype, use_safetensors=True)

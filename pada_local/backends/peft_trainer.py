@@ -35,13 +35,16 @@ class PeftTrainer:
 
         quiet_libraries()
 
+        from .device import training_dtype
+
         device = pick_device()
+        dtype = training_dtype(device)
         tokenizer = load_tokenizer(spec.base_dir)
         spec, dropped = fit_spec(spec, tokenizer)  # TRL would cut them: drop them, named, instead
-        model = load_model(spec.base_dir, device=device).train()
+        model = load_model(spec.base_dir, device=device, dtype_name=dtype).train()
         history: list[StepInfo] = []
         counter = TokenCounter()
-        trainer = _sft_trainer(spec, model, tokenizer, device,
+        trainer = _sft_trainer(spec, model, tokenizer, device, dtype,
                                progress_callback(history, on_step, should_stop, counter))
         counter.wrap(trainer)
         start = time.perf_counter()
@@ -115,17 +118,18 @@ def sft_trainer(model: Any, tokenizer: Any, args: Any, rows: Any, callback: Any,
     return trainer
 
 
-def _sft_trainer(spec: TrainSpec, model: Any, tokenizer: Any, device: str, callback: Any) -> Any:
+def _sft_trainer(spec: TrainSpec, model: Any, tokenizer: Any, device: str, dtype: str, callback: Any) -> Any:
     from peft import LoraConfig
+
+    from .device import precision_args
 
     lora = LoraConfig(
         r=spec.rank, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
         target_modules=list(spec.target_modules), task_type="CAUSAL_LM",
     )
-    from .device import device_dtype, precision_args
-
-    # fp16 where bf16 is emulated or missing (pre-Ampere CUDA, older MPS): see device.train_dtype
-    args = sft_config(spec, padding_free=True, **precision_args(device, device_dtype(device)))
+    # dtype from device.training_dtype: fp16 where bf16 is emulated or missing (pre-Ampere CUDA,
+    # older MPS), bf16 on a CPU with native bf16 (measured faster), else fp32 on a CPU.
+    args = sft_config(spec, padding_free=True, **precision_args(device, dtype))
     return sft_trainer(model, tokenizer, args, sft_rows(spec), callback, peft_config=lora)
 
 
