@@ -9,6 +9,8 @@ vocabulary). Each measurement runs in its own child process, so its peak RSS (ru
   settings of TrainConfig's defaults) on rows of ~max_length (256) tokens at batch 8; if batch 8
   does not fit in memory, the largest power-of-two batch that does (stated). The first step
   (warm-up) is left out when there are two or more. tok/s counts every input token (padding too).
+  --trainer picks the trainer (peft by default; unsloth on CUDA). On CUDA the memory columns are
+  the GPU allocator's peak, elsewhere the process's peak RSS.
 - eval: HFGenerator (greedy, left-padded batches of 8) on the README's own-task items, first batch
   left out: seconds per item and new tokens/s for greedy generation of short answers
   (task max_new_tokens of examples/own-task.yaml), and seconds per item for log-likelihood label
@@ -58,8 +60,23 @@ LLAMA_32_1B: dict[str, Any] = {
 
 
 def peak_rss_gb() -> float:
+    """The process's peak memory: the GPU allocator's peak where the work ran on CUDA, else RSS."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        return torch.cuda.max_memory_allocated() / 1e9
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 1e9
+
+
+def where() -> str:
+    """Where the children ran: `cuda (GPU name)` or `cpu (N cores)`."""
+    from pada_local.backends import device
+
+    if device.cuda_usable(device.torch_cuda()):
+        import torch
+
+        return f"cuda ({torch.cuda.get_device_name(0)})"
+    return f"cpu ({os.cpu_count()} cores)"
 
 
 def own_task() -> tuple[Any, Any]:
@@ -117,9 +134,10 @@ def full_rows(tok: Any, n: int, length: int) -> tuple[Any, ...]:
 
 
 def child_train(args: argparse.Namespace) -> dict[str, Any]:
+    from pada_local.backends import get_trainer
     from pada_local.backends.base import TrainSpec
+    from pada_local.backends.device import read_info
     from pada_local.backends.hf import load_tokenizer
-    from pada_local.backends.peft_trainer import PeftTrainer
     from pada_local.config import TrainConfig
 
     cfg, model_dir = TrainConfig(), Path(args.model_dir)
@@ -128,14 +146,17 @@ def child_train(args: argparse.Namespace) -> dict[str, Any]:
         spec = TrainSpec(model_dir, rows, Path(tmp) / "adapter", rank=cfg.rank, alpha=cfg.alpha,
                          dropout=cfg.dropout, target_modules=tuple(cfg.target_modules), max_steps=args.steps,
                          lr=cfg.lr, batch_size=args.batch_size, max_length=cfg.max_length, seed=0)
-        adapter = PeftTrainer().train(spec)
+        adapter = get_trainer(args.trainer).train(spec)
+        info = read_info(adapter.path)
     hist = adapter.history
     steady = (hist[-1].seconds - hist[0].seconds) / (len(hist) - 1) if len(hist) > 1 else \
         adapter.seconds / adapter.steps
     per_step = adapter.tokens / adapter.steps  # every step's rows are ~max_length long
     return {"batch": args.batch_size, "steps": adapter.steps, "s_per_step": steady,
             "tok_s": per_step / steady, "row_tokens": per_step / args.batch_size,
-            "peak_rss_gb": peak_rss_gb()}
+            # A trainer in its own process (Unsloth, MLX) records its peak in pada_training.json.
+            "peak_rss_gb": max(peak_rss_gb(), (info.get("peak_memory_mb") or 0) / 1e3),
+            "trainer": args.trainer, "dtype": info.get("compute_dtype")}
 
 
 def child_eval(args: argparse.Namespace) -> dict[str, Any]:
@@ -192,7 +213,7 @@ CHILDREN = {"build": child_build, "train": child_train, "eval": child_eval, "tea
 
 def run_child(kind: str, args: argparse.Namespace, **extra: Any) -> dict[str, Any] | None:
     opts = {"steps": args.steps, "batch_size": args.batch_size, "eval_batches": args.eval_batches,
-            "prompts": args.prompts, **extra}
+            "prompts": args.prompts, "trainer": args.trainer, **extra}
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in opts.items()]
     cmd = [sys.executable, __file__, "--child", kind, *flags]
     print(f"  {kind} {extra.get('model_dir', '')} ...", file=sys.stderr, flush=True)
@@ -200,7 +221,9 @@ def run_child(kind: str, args: argparse.Namespace, **extra: Any) -> dict[str, An
     if done.returncode != 0:
         print(f"{kind}: failed (exit {done.returncode})\n{done.stderr[-2000:]}", file=sys.stderr)
         return None
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"  {kind}: {json.dumps(result)}", file=sys.stderr, flush=True)  # kept if a later step fails
+    return result
 
 
 def measure_student(name: str, model_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -256,9 +279,12 @@ def table(rows: list[dict[str, Any]], teacher: dict[str, Any]) -> str:
                      f"{tr['tok_s']:11.0f} {tr['peak_rss_gb']:8.2f} {ev['gen_s_item']:10.3f} "
                      f"{ev['gen_tok_s']:9.1f} {ev['loglik_s_item']:13.3f} {ev['peak_rss_gb']:7.2f} "
                      f"{r['estimate']['round_s'] / 60:9.1f}")
-    lines.append(f"teacher (embedded SmolLM2-135M GGUF, llama.cpp): {teacher['s_call']:.2f} s/call, "
-                 f"{teacher['tok_s']:.1f} tok/s, {teacher['prompt_tokens']:.0f} prompt tokens/call, "
-                 f"peak {teacher['peak_rss_gb']:.2f} GB")
+    if teacher.get("given"):
+        lines.append(f"teacher: {teacher['s_call']:.2f} s/call, given with --teacher-s-call (not measured)")
+    else:
+        lines.append(f"teacher (embedded SmolLM2-135M GGUF, llama.cpp): {teacher['s_call']:.2f} s/call, "
+                     f"{teacher['tok_s']:.1f} tok/s, {teacher['prompt_tokens']:.0f} prompt tokens/call, "
+                     f"peak {teacher['peak_rss_gb']:.2f} GB")
     return "\n".join(lines)
 
 
@@ -279,18 +305,34 @@ def formula(rows: list[dict[str, Any]], teacher: dict[str, Any], counts: dict[st
 
 
 def measure_all(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    from pada_local import models
-
-    student = models.prepare_student(models.resolve_student("smollm2-135m"))
+    student = small_student(args)
     layers = 2 if args.quick else LLAMA_32_1B["num_hidden_layers"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         llama = Path(tmp) / "llama-3.2-1b-shape"
-        teacher = run_child("teacher", args)
-        rows.append(measure_student("SmolLM2-135M-Instruct (embedded)", student, args))
+        teacher = given_teacher(args) if args.teacher_s_call is not None else run_child("teacher", args)
+        name = "SmolLM2-135M-Instruct (embedded)" if args.student is None else f"{student.name} (--student)"
+        rows.append(measure_student(name, student, args))
         if run_child("build", args, model_dir=llama, like=student, layers=layers) is not None:
             rows.append(measure_student(f"Llama-3.2-1B shape ({layers} layers, random)", llama, args))
     return rows, teacher
+
+
+def small_student(args: argparse.Namespace) -> Path:
+    """The 135M row's model: the embedded student, or --student (a folder of the same tokenizer,
+    e.g. on a machine without the embedded model's package)."""
+    from pada_local import models
+
+    if args.student is not None:
+        return Path(args.student)
+    return models.prepare_student(models.resolve_student("smollm2-135m"))
+
+
+def given_teacher(args: argparse.Namespace) -> dict[str, Any]:
+    """--teacher-s-call: a teacher time measured elsewhere (e.g. where llama.cpp is installed)."""
+    nan = float("nan")
+    return {"s_call": args.teacher_s_call, "tok_s": nan, "prompt_tokens": nan, "peak_rss_gb": nan,
+            "given": True}
 
 
 def main() -> None:
@@ -305,6 +347,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a smoke run: the 1B shape with 2 layers")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per child")
+    ap.add_argument("--trainer", default="peft", help="the LoRA trainer (peft, unsloth, mlx)")
+    ap.add_argument("--student", help="the small student's folder instead of the embedded SmolLM2-135M")
+    ap.add_argument("--teacher-s-call", type=float, help="seconds per teacher call measured elsewhere "
+                    "(the teacher is then not run here)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     for hidden in ("--model-dir", "--like"):
         ap.add_argument(hidden, help=argparse.SUPPRESS)
@@ -325,22 +371,22 @@ def main() -> None:
 
 def report(args: argparse.Namespace, rows: list[dict[str, Any]], teacher: dict[str, Any] | None,
            load: tuple[float, float]) -> None:
-    from pada_local import models
-
     done = [r for r in rows if r["train"] is not None and r["eval"] is not None]
     if teacher is None or len(done) < len(rows):
         sys.exit("a measurement failed (see above)")
     counts = round_counts(args.train_size, args.val_size, args.test_size)
-    length = longest_row(models.prepare_student(models.resolve_student("smollm2-135m")))
+    length = longest_row(small_student(args))
     for r in rows:
         r["estimate"] = estimate(r, teacher, counts, length)
     if args.json:
         print(json.dumps({"rows": rows, "teacher": teacher, "counts": counts, "row_tokens": length,
-                          "load_avg": load, "cpus": os.cpu_count(), "args": vars(args)}, indent=1))
+                          "where": where(), "load_avg": load, "cpus": os.cpu_count(), "args": vars(args)},
+                         indent=1))
         return
     print(table(rows, teacher))
     print(formula(rows, teacher, counts, args, length))
-    print(f"{os.cpu_count()} CPUs, 1-minute load average {load[0]:.1f} before, {load[1]:.1f} after")
+    print(f"students on {where()}, trainer {args.trainer}; {os.cpu_count()} CPUs, "
+          f"1-minute load average {load[0]:.1f} before, {load[1]:.1f} after")
 
 
 if __name__ == "__main__":

@@ -31,8 +31,12 @@ def teacher(teacher_gguf: Path):
 
 @pytest.fixture(scope="session")
 def student_dir() -> Path:
+    """The embedded student; PADA_TEST_STUDENT names another folder with its tokenizer (a machine
+    without the embedded model's package, e.g. a GPU box the check is carried to)."""
     from pada_local import models
 
+    if os.environ.get("PADA_TEST_STUDENT"):
+        return Path(os.environ["PADA_TEST_STUDENT"])
     return models.prepare_student(models.resolve_student("smollm2-135m"))
 
 

@@ -66,7 +66,7 @@ class UnslothTrainer:
         from .device import peak_memory_mb, train_dtype, write_info
         from .hf import quiet_libraries
         from .lengths import fit_spec
-        from .peft_trainer import progress_callback, replace_dir
+        from .peft_trainer import TokenCounter, progress_callback, replace_dir
 
         quiet_libraries()
         capability = tuple(torch.cuda.get_device_capability(0))
@@ -75,8 +75,10 @@ class UnslothTrainer:
         model, tokenizer = _load(fast, spec, dtype)
         spec, dropped = fit_spec(spec, tokenizer)  # with Unsloth's tokenizer: it is the one TRL uses
         history: list[StepInfo] = []
-        callback = progress_callback(history, on_step, should_stop)
+        counter = TokenCounter()  # the shared SFT settings leave TRL's own count off
+        callback = progress_callback(history, on_step, should_stop, counter)
         trainer = _sft_trainer(spec, model, tokenizer, dtype, callback)
+        counter.wrap(trainer)
         start = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - start
@@ -87,8 +89,8 @@ class UnslothTrainer:
         write_info(spec.out_dir, backend="unsloth", device="cuda", gpu=torch.cuda.get_device_name(0),
                    capability=".".join(map(str, capability)), compute_dtype=dtype, base_weights="4-bit nf4",
                    merge_dtype="fp32", peak_memory_mb=peak_memory_mb("cuda"))
-        tokens = int(trainer.state.num_input_tokens_seen or 0)
-        return Adapter(spec.out_dir, trainer.state.global_step, seconds, tokens, tuple(history), dropped)
+        return Adapter(spec.out_dir, trainer.state.global_step, seconds, counter.real, tuple(history),
+                       dropped, padded_tokens=counter.padded)
 
 
 def _import_unsloth() -> Any:
