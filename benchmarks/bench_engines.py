@@ -10,6 +10,10 @@
    loop's own planner (plan_jobs + job_messages) on the demo task with two patterns as a demo run
    named them, evaluated from a clean cache each (as before) and with prefix reuse; prints the
    speed-up, the share of prompt tokens restored, and whether every reply is the same;
+7. grammar-last sampling (`--only grammar`): the same round's generation requests with the
+   grammar applied to every vocabulary entry before sampling (llama-cpp-python's order) and
+   grammar-last (llama.cpp's own order: test the sampled token, resample under the grammar only
+   when it is refused); prints seconds, completion tokens/s, valid replies and refused tokens;
 5. the teacher behind a server: the same prompts through the in-process backend and through
    llama-cpp-python's OpenAI-compatible server on 127.0.0.1 at concurrency 1 and 4 (samples/s and
    completion tokens/s). That server answers one request at a time, so concurrency shows its
@@ -222,6 +226,50 @@ def bench_prefix(n: int, sets: int = 4) -> dict[str, float]:
     return out
 
 
+def bench_grammar(n: int) -> dict[str, float]:
+    """Grammar-first vs grammar-last on a round's generation requests (prefix reuse on in both)."""
+    from pada_local.backends.llama_cpp import LlamaCppGenerator
+
+    path = models.resolve_teacher("smollm2-135m")
+    out: dict[str, float] = {"requests": n}
+    for name, last in (("first", False), ("last", True)):
+        reqs = round_requests(n)
+        gen = LlamaCppGenerator(path, n_ctx=2048, seed=0, grammar_last=last)
+        refused = _count_refusals(gen)
+        t0 = time.perf_counter()
+        done = gen.generate(reqs)
+        out[f"{name}_s"] = time.perf_counter() - t0
+        out[f"{name}_completion"] = sum(c.completion_tokens for c in done)
+        out[f"{name}_valid"] = sum(c.ok for c in done)
+        out[f"{name}_refused"] = sum(refused)
+        gen.close()
+    return out
+
+
+def _count_refusals(gen: object) -> list[int]:
+    """Each grammar-last sampler's refused-token count, collected as the generator makes them."""
+    counts: list[int] = []
+    llm = gen.llm  # type: ignore[attr-defined]
+    if not getattr(gen, "grammar_last", False):
+        return counts
+    make = llm._init_sampler
+
+    def counting(*args: object, **kwargs: object) -> object:
+        sampler = make(*args, **kwargs)
+        if hasattr(sampler, "rejected"):
+            orig = sampler.sample
+
+            def sample(ctx: object, idx: int) -> int:
+                before = sampler.rejected
+                token = orig(ctx, idx)
+                counts.append(sampler.rejected - before)
+                return token
+            sampler.sample = sample
+        return sampler
+    llm._init_sampler = counting
+    return counts
+
+
 def _timed(generate: object, reqs: list[ChatRequest]) -> tuple[float, float]:
     t0 = time.perf_counter()
     done = generate(reqs)  # type: ignore[operator]
@@ -241,7 +289,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--prompts", type=int, default=16)
     ap.add_argument("--train-steps", type=int, default=4)
-    sections = ["teacher", "student", "trainer", "loglik", "endpoint", "prefix"]
+    sections = ["teacher", "student", "trainer", "loglik", "endpoint", "prefix", "grammar"]
     ap.add_argument("--only", choices=sections, action="append",
                     help="run only these sections (repeatable); default: all")
     args = ap.parse_args()
@@ -272,6 +320,13 @@ def main() -> None:
               f"{p['sets_s']:.1f} s ({100 * p['sets_restored'] / p['sets_prompt']:.0f}% restored) | speed-up "
               f"x{p['sets_cold_s'] / p['sets_s']:.2f} (x{p['cold_s'] / p['sets_s']:.2f} against per-job draws, "
               f"clean cache) | same replies with and without reuse: {'yes' if p['same'] else 'NO'}")
+    if "grammar" in run:
+        g = bench_grammar(args.prompts)
+        print(f"grammar  {g['requests']:.0f} generation requests of a demo round: grammar first {g['first_s']:.1f} s "
+              f"({g['first_completion'] / g['first_s']:.1f} completion tok/s, {g['first_valid']:.0f} valid) | "
+              f"grammar last {g['last_s']:.1f} s ({g['last_completion'] / g['last_s']:.1f} tok/s, "
+              f"{g['last_valid']:.0f} valid, {g['last_refused']:.0f} of {g['last_completion']:.0f} sampled tokens "
+              f"refused and redrawn) | speed-up x{g['first_s'] / g['last_s']:.2f}")
     if "endpoint" in run:
         e = bench_endpoint(args.prompts)
         print("endpoint " + " | ".join(f"{k} {e[k]:.2f} samples/s, {e[k + '_tok']:.1f} tok/s"

@@ -50,6 +50,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.prepare:
         spec = models.resolve_student("smollm2-135m")
         models.prepare_student(spec, log=_err)
+        source = models.smollm2_gguf()
+        if source is not None:
+            models.teacher_copy(source, log=_err)
     rows = models.catalogue_rows() + models.user_model_rows()
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -428,7 +431,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     m = sub.add_parser("models", help="list known models, where they are and whether they are ready")
-    m.add_argument("--prepare", action="store_true", help="make the default student's HF folder now")
+    m.add_argument("--prepare", action="store_true",
+                   help="make the default student's HF folder (and the teacher's Q8_0 copy) now")
     m.add_argument("--json", action="store_true", help="machine-readable output")
     m.set_defaults(func=cmd_models)
 

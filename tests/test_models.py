@@ -74,3 +74,30 @@ def test_default_student_is_prepared_and_listed(student_dir):
     assert (student_dir / models.READY_MARKER).is_file()
     rows = {(r["role"], r["name"]): r for r in models.catalogue_rows()}
     assert rows[("student", "smollm2-135m")]["ready"] == "yes"
+
+
+def test_embedded_teacher_runs_from_its_q8_copy(tmp_path, monkeypatch):
+    """Made once, atomically, in the models folder; the student still comes from the package file."""
+    from gguf import GGUFReader
+
+    monkeypatch.setenv("PADA_MODELS_DIR", str(tmp_path))
+    path = models.resolve_teacher("smollm2-135m")
+    assert path.parent == tmp_path and path.name == "SmolLM2-135M-Instruct.Q8_0-from-Q4_1.gguf"
+    file_type = GGUFReader(str(path)).fields["general.file_type"]
+    assert int(file_type.parts[file_type.data[0]][0]) == 7  # LLAMA_FTYPE_MOSTLY_Q8_0
+    made = path.stat().st_mtime_ns
+    assert models.resolve_teacher("smollm2-135m", role="judge") == path and path.stat().st_mtime_ns == made
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+    assert models.resolve_student("smollm2-135m").gguf == models.smollm2_gguf()
+
+
+def test_teacher_copy_falls_back_to_the_package_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("PADA_MODELS_DIR", str(tmp_path))
+
+    def boom(source: Path, out: Path, kind: str) -> None:
+        out.write_bytes(b"GGUF half")  # half-written
+        raise RuntimeError("llama.cpp could not write it")
+
+    monkeypatch.setattr(models, "_requantize", boom)
+    assert models.resolve_teacher("smollm2-135m") == models.smollm2_gguf()
+    assert list(tmp_path.iterdir()) == []

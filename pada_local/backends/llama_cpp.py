@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import ModelError
+from . import grammar_last as grammar_last_module
 from .base import ChatRequest, Completion, OnItem, one_by_one, sampling_kwargs
 from .kv_prefix import PrefixReuse
 
@@ -37,6 +38,7 @@ class LlamaCppGenerator:
         seed: int = 0,
         lora_path: Path | None = None,
         reuse_prefix: bool = True,
+        grammar_last: bool = True,
     ) -> None:
         self.model_path = Path(model_path)
         self.temperature = temperature
@@ -44,6 +46,8 @@ class LlamaCppGenerator:
         self.seed = seed
         self.n_ctx = n_ctx
         self.llm = _load(self.model_path, n_ctx, n_threads, n_gpu_layers, seed, lora_path)
+        # Schema replies: the grammar tests the sampled token, not the vocabulary (grammar_last).
+        self.grammar_last = grammar_last and grammar_last_module.install(self.llm)
         self.prefix = PrefixReuse.for_model(self.llm) if reuse_prefix else None
 
     def generate(self, requests: Sequence[ChatRequest], on_item: OnItem | None = None) -> list[Completion]:
