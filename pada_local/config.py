@@ -204,6 +204,10 @@ class TrainConfig(_Section):
     batch_size: int = Field(8, ge=1, description="Sequences per optimizer step (per device).")
     grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
     max_length: int = Field(256, ge=16, description="Truncate sequences to this many tokens.")
+    precision: Literal["auto", "fp32"] = Field(
+        "auto", description="auto = the device's fastest type (bf16 on CUDA 8.0+ and on CPUs with native "
+        "bf16, fp16 on older GPUs and Macs); fp32 = the same numbers on every CPU (peft only; slower where "
+        "bf16 is native).")
     seed: int | None = Field(
         None, ge=0, description="Training seed (each round derives its own from it); None = derived from "
         "loop.seed, so another loop.seed trains another way.")

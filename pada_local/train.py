@@ -33,6 +33,7 @@ def spec_for(cfg: TrainConfig, base_dir: Path, examples: tuple[TrainExample, ...
         dropout=cfg.dropout, target_modules=tuple(cfg.target_modules), epochs=cfg.epochs,
         max_steps=cfg.max_steps, lr=cfg.lr, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
         max_length=cfg.max_length, seed=derive(0 if cfg.seed is None else cfg.seed, "train", round_),
+        precision=cfg.precision,
     )
 
 

@@ -100,6 +100,8 @@ def test_fields_a_backend_cannot_honour_are_listed(module):
     assert mod.unsupported(TrainSpec(Path("."), EXAMPLES, Path("out"))) == []
     problems = mod.unsupported(TrainConfig(target_modules=["q_proj", "lm_head"]))
     assert len(problems) == 1 and "lm_head" in problems[0] and "train.target_modules" in problems[0]
+    problems = mod.unsupported(TrainConfig(precision="fp32"))
+    assert len(problems) == 1 and "train.precision" in problems[0] and "peft" in problems[0]
 
 
 def test_backend_modules_load_their_libraries_lazily():

@@ -168,6 +168,28 @@ def test_cpu_training_type_follows_native_bf16(monkeypatch):
     assert device.training_dtype("cpu") == "fp32"
 
 
+def test_precision_fp32_trains_in_fp32_where_bf16_is_native(tiny_llama, tmp_path, monkeypatch):
+    """train.precision: fp32 gives the same numbers on every CPU; auto takes native bf16. The
+    type used is recorded with the adapter."""
+    from pada_local.backends import device
+    from pada_local.backends.base import TrainExample, TrainSpec
+    from pada_local.backends.peft_trainer import PeftTrainer
+    from pada_local.config import TrainConfig
+    from pada_local.train import spec_for
+
+    monkeypatch.setattr(device, "cpu_native_bf16", lambda info=None: True)
+    examples = tuple(TrainExample(({"role": "user", "content": f"Say {w}."},), w, str(i))
+                     for i, w in enumerate(["yes", "no", "maybe", "never"]))
+    assert spec_for(TrainConfig(precision="fp32"), tiny_llama, examples, tmp_path).precision == "fp32"
+    used = {}
+    for precision in ("auto", "fp32"):
+        spec = TrainSpec(tiny_llama, examples, tmp_path / precision, max_steps=1, batch_size=2,
+                         precision=precision)
+        adapter = PeftTrainer().train(spec)
+        used[precision] = device.read_info(adapter.path)["compute_dtype"]
+    assert used == {"auto": "bf16", "fp32": "fp32"}
+
+
 def test_grammar_last_keeps_replies_valid_and_reproducible(teacher_gguf):
     """The grammar tests the sampled token; a refused one is redrawn under the grammar, so the
     replies still follow the schema, and the same request gives the same reply."""
@@ -186,15 +208,22 @@ def test_grammar_last_keeps_replies_valid_and_reproducible(teacher_gguf):
         return sampler
 
     gen.llm._init_sampler = keep
-    first = [gen.complete(r) for r in _requests()]
-    again = [gen.complete(r) for r in _requests()]
+    from pada_local.backends.base import ChatRequest
+    from pada_local.prompts import SampleReply
+
+    # A prompt that asks for prose: the plain chain's first choice is not JSON, so it is refused.
+    prose = ChatRequest(({"role": "user", "content": "Write a short poem about the sea."},),
+                        schema=SampleReply, seed=3, max_tokens=48)
+    first = [gen.complete(r) for r in [*_requests(), prose]]
+    again = [gen.complete(r) for r in [*_requests(), prose]]
     gen.close()
     assert [c.text for c in first] == [c.text for c in again]
     from pada_local.backends.grammar_last import GrammarLastSampler
 
     last = [s for s in refused if isinstance(s, GrammarLastSampler)]
-    assert len(last) == 2 * 5  # the five schema requests, twice; the judge's plain request is not one
-    assert sum(s.rejected for s in last) > 0  # the redraw under the grammar was exercised
+    assert len(last) == 2 * 6  # the six schema requests, twice; the judge's plain request is not one
+    assert last[5].rejected > 0  # the redraw under the grammar was exercised
+    assert first[-1].text.lstrip().startswith("{")
     for c in first:
         if c.finish_reason == "stop":
             json.loads(c.text)  # grammar-constrained: complete JSON whenever it stopped by itself

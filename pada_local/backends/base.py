@@ -80,6 +80,7 @@ class TrainSpec:
     grad_accum: int = 1
     max_length: int = 256
     seed: int = 0
+    precision: str = "auto"  # TrainConfig.precision
 
 
 @dataclass(frozen=True)

@@ -43,10 +43,14 @@ _EMBEDDINGS = ("embed_tokens", "lm_head")
 def unsupported(spec_or_cfg: Any) -> list[str]:
     """Config fields this backend cannot honour as the other backends do (TrainSpec or TrainConfig)."""
     bad = [m for m in spec_or_cfg.target_modules if m in _EMBEDDINGS]
+    problems = []
     if bad:
-        return [f"train.target_modules: the mlx backend adapts linear layers inside the decoder blocks "
-                f"only, not {', '.join(bad)}; remove them or use backend 'peft'"]
-    return []
+        problems.append(f"train.target_modules: the mlx backend adapts linear layers inside the decoder "
+                        f"blocks only, not {', '.join(bad)}; remove them or use backend 'peft'")
+    if getattr(spec_or_cfg, "precision", "auto") == "fp32":
+        problems.append("train.precision: the mlx backend trains in the weights' own type (bf16 on Metal); "
+                        "use backend 'peft' for fp32")
+    return problems
 
 
 class MLXTrainer:

@@ -35,10 +35,10 @@ class PeftTrainer:
 
         quiet_libraries()
 
-        from .device import training_dtype
+        from .device import peak_memory_mb, training_dtype, write_info
 
         device = pick_device()
-        dtype = training_dtype(device)
+        dtype = "fp32" if spec.precision == "fp32" else training_dtype(device)
         tokenizer = load_tokenizer(spec.base_dir)
         spec, dropped = fit_spec(spec, tokenizer)  # TRL would cut them: drop them, named, instead
         model = load_model(spec.base_dir, device=device, dtype_name=dtype).train()
@@ -53,6 +53,8 @@ class PeftTrainer:
         trainer.model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         replace_dir(tmp, spec.out_dir)
+        write_info(spec.out_dir, backend="peft", device=device, compute_dtype=dtype, merge_dtype="fp32",
+                   peak_memory_mb=peak_memory_mb(device))
         return Adapter(spec.out_dir, trainer.state.global_step, time.perf_counter() - start, counter.real,
                        tuple(history), dropped, padded_tokens=counter.padded)
 

@@ -31,10 +31,14 @@ _FULL_MODULES = ("embed_tokens", "lm_head")
 def unsupported(spec_or_cfg: Any) -> list[str]:
     """Config fields this backend cannot honour as the other backends do (TrainSpec or TrainConfig)."""
     full = [m for m in spec_or_cfg.target_modules if m in _FULL_MODULES]
+    problems = []
     if full:
-        return [f"train.target_modules: unsloth trains {', '.join(full)} in full, not as LoRA; "
-                "remove them or use backend 'peft'"]
-    return []
+        problems.append(f"train.target_modules: unsloth trains {', '.join(full)} in full, not as LoRA; "
+                        "remove them or use backend 'peft'")
+    if getattr(spec_or_cfg, "precision", "auto") == "fp32":
+        problems.append("train.precision: unsloth trains a 4-bit base in bf16 or fp16; "
+                        "use backend 'peft' for fp32")
+    return problems
 
 
 class UnslothTrainer:
