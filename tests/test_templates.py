@@ -52,8 +52,11 @@ def test_empty_template_is_refused_and_a_real_one_passes(tmp_path):
 
 
 def test_embedded_models_have_templates(teacher_gguf):
+    """Both pass the chat-template check: the teacher's Q8_0 copy and the package file the
+    student is made from."""
     assert models.resolve_teacher("smollm2-135m") == teacher_gguf
-    assert models.resolve_student("smollm2-135m").gguf == teacher_gguf
+    assert teacher_gguf.name.endswith(".Q8_0-from-Q4_1.gguf")
+    assert models.resolve_student("smollm2-135m").gguf == models.smollm2_gguf()
 
 
 @pytest.mark.parametrize("field", ["models.teacher", "models.judge", "models.student"])
