@@ -52,9 +52,10 @@ class PeftTrainer:
         tmp = spec.out_dir.with_name(spec.out_dir.name + ".tmp")
         trainer.model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
-        replace_dir(tmp, spec.out_dir)
-        write_info(spec.out_dir, backend="peft", device=device, compute_dtype=dtype, merge_dtype="fp32",
+        # Into the folder before it moves into place: a finished adapter always says how it was trained.
+        write_info(tmp, backend="peft", device=device, compute_dtype=dtype, merge_dtype="fp32",
                    peak_memory_mb=peak_memory_mb(device))
+        replace_dir(tmp, spec.out_dir)
         return Adapter(spec.out_dir, trainer.state.global_step, time.perf_counter() - start, counter.real,
                        tuple(history), dropped, padded_tokens=counter.padded)
 
