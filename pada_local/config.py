@@ -256,10 +256,14 @@ class QualityConfig(_Section):
     teacher_margin: float = Field(
         5.0, ge=0, le=100, description="Points the teacher must beat the round-0 student's validation "
         "accuracy by (a separate judge: chance) before its re-solves or grades decide a sample.")
-    unconfirmed: Literal["keep", "reject"] = Field(
+    unconfirmed: Literal["keep", "reject", "student"] = Field(
         "reject", description="A label-first sample that nothing can confirm (the teacher failed its "
-        "check, no verifier): reject it, or keep it as written (measured on SST-2 with the embedded "
-        "teacher: keeping them cost 3 test points, within noise; see docs/method.md).")
+        "check, no verifier): reject it, keep it as written (measured on SST-2 with the embedded "
+        "teacher: keeping them cost 3 test points, within noise; see docs/method.md), or keep it when "
+        "the previous round's student gives its label at least quality.student_confidence.")
+    student_confidence: float = Field(
+        0.5, ge=0, le=1, description="With unconfirmed: student, the least share of the label options' "
+        "probability (per-token log-likelihood, renormalised) the student must give a sample's label.")
     max_label_tv: float = Field(
         0.1, ge=0, le=1, description="Largest total-variation distance between a round's training-set "
         "label mix and D_train's (label and choice tasks); surplus samples are dropped (1 = off).")

@@ -416,12 +416,14 @@ class Orchestrator:
         if self._stage(r, "quality"):
             tally = Tally()
             pool = [(x.key, x.input) for x in self.ledger.accepted(self.run_id, r - 1)]
+            candidates = sorted(self.ledger.candidates(self.run_id, r), key=lambda c: job_order(c.key))
+            student_p = self._student_confidence(r, candidates) \
+                if not trust.teacher and self.cfg.quality.unconfirmed == "student" else None
             qc = QualityControl(teacher=self._teacher(tally), judge=Counted(self.engines.judge(), tally),
                                 embedder=self.engines.embedder(), scorer=self.p.scorer, task=self.cfg.task,
                                 cfg=self.cfg.quality, train=self.p.splits.train,
                                 held_out=self.p.splits.validation + self.p.splits.test, pool=pool,
-                                verifier=self.p.verifier, guard=self.guard, trust=trust)
-            candidates = sorted(self.ledger.candidates(self.run_id, r), key=lambda c: job_order(c.key))
+                                verifier=self.p.verifier, guard=self.guard, trust=trust, student_p=student_p)
             verdicts = qc.review(candidates, report=self.report, round_=r)
             verdicts, mix = self._balance(r, candidates, verdicts)
             n_ok = sum(v.accepted for v in verdicts)
@@ -429,6 +431,18 @@ class Orchestrator:
                                 reasons=_reason_counts(verdicts), **mix)
             self.ledger.record_verdicts(self.run_id, r, verdicts, stats)
         return len(self.ledger.accepted(self.run_id, r, since=r))
+
+    def _student_confidence(self, r: int, candidates: Sequence[Candidate]) -> dict[str, float]:
+        """Label-first candidates, weighed by the previous round's student (quality.unconfirmed:
+        student)."""
+        from .quality import student_confidence
+
+        if not any(c.target is not None for c in candidates):
+            return {}
+        options = self.p.options or self.p.scorer.options([ex.output for ex in self.p.splits.train])
+        student = self.engines.student(Path(self.ledger.round(self.run_id, r - 1)["adapter_path"]))
+        return student_confidence(student, self.cfg.task, self.p.scorer, candidates, options,
+                                  report=self.report, round_=r)
 
     def _balance(self, r: int, candidates: Sequence[Candidate],
                  verdicts: list[Verdict]) -> tuple[list[Verdict], dict[str, Any]]:

@@ -7,7 +7,8 @@ item) -> duplicate (of D_train or the accepted pool) -> answer not confirmed -> 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ from .config import QualityConfig, TaskConfig
 from .data import Example
 from .events import Reporter, StageProgress, silent
 from .leakage import LeakGuard
-from .prompts import GradeReply, JudgeReply, SolveReply, render
+from .prompts import GradeReply, JudgeReply, SolveReply, render, student_messages
 from .records import Candidate, Verdict
 from .scoring import Scorer
 from .textsim import NgramIndex
@@ -68,8 +69,10 @@ class QualityControl:
     def __init__(self, *, teacher: Generator, judge: Generator, embedder: Embedder, scorer: Scorer,
                  task: TaskConfig, cfg: QualityConfig, train: Sequence[Example], held_out: Sequence[Example],
                  pool: Sequence[tuple[str, str]], verifier: Callable[[str], str | None] | None,
-                 guard: LeakGuard | None = None, trust: Trust | None = None) -> None:
+                 guard: LeakGuard | None = None, trust: Trust | None = None,
+                 student_p: Mapping[str, float] | None = None) -> None:
         self.teacher, self.judge, self.embedder = teacher, judge, embedder
+        self.student_p = student_p or {}  # candidate key -> the student's share for its chosen label
         self.scorer, self.task, self.cfg, self.verifier = scorer, task, cfg, verifier
         self.trust = trust if trust is not None else Trust()
         self._replies: dict[tuple[str, str], Completion] = {}  # asked ahead (see _prefetch)
@@ -216,12 +219,26 @@ class QualityControl:
 
     def _unconfirmed(self, cand: Candidate) -> Verdict:
         """The teacher failed its check: its re-solve decides nothing. A label the job chose
-        first stands as written (quality.unconfirmed = keep); any other answer is rejected."""
+        first stands as written (quality.unconfirmed = keep), or when the previous round's student
+        finds it likely enough (= student); any other answer is rejected."""
         if cand.target is not None and self.cfg.unconfirmed == "keep":
             return Verdict(cand.key, True, "accepted: label chosen first (unconfirmed: the teacher is "
                            "not checked better than the student)")
+        if cand.target is not None and self.cfg.unconfirmed == "student":
+            return self._student_agrees(cand, cand.target)
         why = self.trust.why or "the teacher check failed"
         return Verdict(cand.key, False, f"answer not confirmed: {why}")
+
+    def _student_agrees(self, cand: Candidate, label: str) -> Verdict:
+        """ZeroGen/SuperGen-style filter: keep a sample whose chosen label the student itself
+        already finds likely; it adds consistent data, not a label the student cannot check."""
+        p, least = self.student_p.get(cand.key), self.cfg.student_confidence
+        if p is None:
+            return Verdict(cand.key, False, "answer not confirmed: the student did not score it")
+        if p >= least:
+            return Verdict(cand.key, True, f"accepted: label chosen first, the student agrees "
+                           f"(p({label}) {p:.2f} >= {least:g})")
+        return Verdict(cand.key, False, f"student doubts the label: p({label}) {p:.2f} < {least:g}")
 
     def _teacher_confirms(self, cand: Candidate) -> Verdict:
         if self.task.scorer.kind == "judge":  # no extractable answer to compare: the judge grades it
@@ -262,3 +279,25 @@ class QualityControl:
 def _parallel(gen: Generator) -> bool:
     """A generator that answers several requests at once (a server with concurrency > 1)."""
     return int(getattr(gen, "concurrency", 1)) > 1
+
+
+def student_confidence(student: Any, task: TaskConfig, scorer: Scorer, candidates: Sequence[Candidate],
+                       options: Sequence[str], *, report: Reporter = silent,
+                       round_: int | None = None) -> dict[str, float]:
+    """Per label-first candidate: the share of probability the student gives its chosen label
+    among the task's options (per-token log-likelihood, as evaluation weighs options, renormalised)."""
+    todo = [c for c in candidates if c.target is not None and c.parse_error is None and c.input.strip()]
+    if not todo:
+        return {}
+    requests = [ChatRequest(student_messages(task, c.input), max_tokens=1) for c in todo]
+    progress = StageProgress(report, "quality (student confidence)", round_, len(todo))
+    found = student.score_options(requests, options, on_item=lambda *_: progress.step())
+    progress.end()
+    out = {}
+    for c, got in zip(todo, found, strict=True):
+        top = max(got.per_token)  # shifted before exp: log-probabilities of long labels underflow
+        weights: dict[str | None, float] = {}
+        for option, value in zip(got.options, got.per_token, strict=True):
+            weights[scorer.extract(option)] = math.exp(value - top)
+        out[c.key] = weights.get(scorer.extract(c.target or ""), 0.0) / sum(weights.values())
+    return out

@@ -233,6 +233,45 @@ def test_an_untrusted_teacher_decides_nothing() -> None:
     assert not rejected.accepted and "teacher solved 40%" in rejected.reason
 
 
+def test_the_student_keeps_only_labels_it_finds_likely() -> None:
+    teacher = Scripted([])
+    qc = _qc(LABEL_TASK, teacher, Trust(False, False, "teacher solved 40%"), _train(),
+             unconfirmed="student", student_confidence=0.6)
+    qc.student_p = {"a": 0.9, "b": 0.55}
+    sure, doubtful, unscored, free = qc.review([
+        _cand("a", "An utterly boring film.", "negative", target="negative"),
+        _cand("b", "I adored the cast.", "positive", target="positive"),
+        _cand("c", "A fine, quiet drama.", "positive", target="positive"),
+        _cand("d", "Loud and long.", "negative")])  # the teacher wrote this label: nothing confirms it
+    assert teacher.calls == 0
+    assert sure.accepted and "student agrees (p(negative) 0.90 >= 0.6)" in sure.reason
+    assert not doubtful.accepted and doubtful.reason.startswith("student doubts the label: p(positive) 0.55")
+    assert not unscored.accepted and "did not score" in unscored.reason
+    assert not free.accepted and "teacher solved 40%" in free.reason
+
+
+def test_student_confidence_renormalises_over_the_labels() -> None:
+    from pada_local.backends.hf import OptionScores
+    from pada_local.quality import student_confidence
+
+    class Weighing:  # stands in for the student's log-likelihoods: the arithmetic is the point
+        def score_options(self, requests: list[ChatRequest], options: list[str],
+                          on_item: Any = None) -> list[OptionScores]:
+            assert options == ["negative", "positive"] and len(requests) == 2
+            assert requests[0].messages[-1]["content"] == "Dull."
+            rows = [(-0.1, -2.4), (-1500.0, -1501.0)]  # the second would underflow without shifting
+            return [OptionScores(tuple(options), lp, (1, 1), (True, False)) for lp in rows]
+
+    cands = [_cand("a", "Dull.", "negative", target="negative"),
+             _cand("b", "Grand.", "positive", target="positive"),
+             _cand("c", "Teacher-labelled.", "positive")]  # no label chosen first: not weighed
+    got = student_confidence(Weighing(), LABEL_TASK, Scorer(LABEL_TASK.scorer), cands,
+                             ["negative", "positive"])
+    assert set(got) == {"a", "b"}
+    assert got["a"] == pytest.approx(1 / (1 + np.exp(-2.3)))
+    assert got["b"] == pytest.approx(1 / (1 + np.exp(1.0)))
+
+
 def test_a_trusted_teacher_confirms_a_chosen_label_by_re_solving() -> None:
     teacher = Scripted([SolveReply(answer="positive"), JudgeReply(score=4, reason="fine"),
                         SolveReply(answer="positive")])
@@ -303,8 +342,8 @@ def test_a_wrong_answer_is_wrong_under_the_scorer() -> None:
 @pytest.mark.slow
 def test_label_first_run_with_the_real_teacher(tmp_path: Path) -> None:
     """The embedded llama.cpp teacher on a small label task: the teacher check is stored with its
-    line, every sample carries the label its job chose, and the round's label mix is recorded
-    within the bound."""
+    line, every sample carries the label its job chose, the round-0 student weighs each label
+    (quality.unconfirmed: student), and the round's label mix is recorded within the bound."""
     import yaml
 
     from pada_local import loop
@@ -320,7 +359,8 @@ def test_label_first_run_with_the_real_teacher(tmp_path: Path) -> None:
     raw["train"] = {"max_steps": 2, "batch_size": 4, "rank": 4, "alpha": 8, "max_length": 96,
                     "backend": "peft"}
     raw["loop"] = {"rounds": 1, "budget": 8, "analysis_cap": 4, "k_max": 2, "exemplars": 2}
-    raw["quality"] = {"teacher_check": 6, "judge": False}
+    # A margin no teacher clears: nothing it says decides, and the trained student weighs the labels.
+    raw["quality"] = {"teacher_check": 6, "judge": False, "teacher_margin": 100, "unconfirmed": "student"}
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(raw))
     cfg = load(path, [f"store={tmp_path / 'runs.db'}", f"workdir={tmp_path / 'work'}"])
@@ -336,6 +376,9 @@ def test_label_first_run_with_the_real_teacher(tmp_path: Path) -> None:
     assert all(c["target"] in ("positive", "negative") for c in cands)
     assert quality is not None and quality["label_tv"] <= 0.1 + 1e-9
     assert set(quality["label_mix_train"]) == {"positive", "negative"}
+    weighed = [c["reason"] for c in parsed if "student" in (c["reason"] or "")]
+    assert weighed and all("p(" in why for why in weighed)
+    assert not any("re-solve" in (c["reason"] or "") for c in cands)
 
 
 def test_runs_show_and_the_tui_say_the_check_and_the_label_mix() -> None:
