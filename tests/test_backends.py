@@ -197,24 +197,6 @@ def test_unsloth_stops_when_told(student_dir, tmp_path):
 # --- mlx-lm (a tiny Llama with the real SmolLM2 tokenizer; Apple Silicon in earnest) ------------
 
 
-@pytest.fixture(scope="module")
-def tiny_student(tmp_path_factory, student_dir) -> Path:
-    """2 layers, hidden 64, random weights: fast on mlx's CPU build, same tokenizer and template."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    out = tmp_path_factory.mktemp("tiny-llama")
-    tok = AutoTokenizer.from_pretrained(str(student_dir))
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                         pad_token_id=tok.pad_token_id)
-    LlamaForCausalLM(config).save_pretrained(str(out))
-    tok.save_pretrained(str(out))
-    return out
-
-
 def _mlx_logits(model_dir: Path, adapter: Path | None, ids: list[list[int]]):
     import mlx.core as mx
     import mlx_lm
@@ -225,14 +207,14 @@ def _mlx_logits(model_dir: Path, adapter: Path | None, ids: list[list[int]]):
 
 
 @needs_mlx
-def test_mlx_trains_and_peft_adapter_matches_mlx(tiny_student, tmp_path, capfd):
+def test_mlx_trains_and_peft_adapter_matches_mlx(tiny_llama, tmp_path, capfd):
     import numpy as np
     from safetensors.numpy import load_file
 
     from pada_local.backends.mlx_trainer import MLXTrainer
 
     steps = []
-    spec = TrainSpec(tiny_student, EXAMPLES, tmp_path / "adapter", max_steps=3, batch_size=2, grad_accum=2,
+    spec = TrainSpec(tiny_llama, EXAMPLES, tmp_path / "adapter", max_steps=3, batch_size=2, grad_accum=2,
                      lr=1e-2, rank=4, alpha=8)
     adapter = MLXTrainer(load_in_4bit=False).train(spec, on_step=steps.append)
     assert capfd.readouterr().out == ""
@@ -247,47 +229,47 @@ def test_mlx_trains_and_peft_adapter_matches_mlx(tiny_student, tmp_path, capfd):
     assert (config["peft_type"], config["r"], config["lora_alpha"]) == ("LORA", 4, 8)
     assert _lora_b_moved(adapter.path)
     ids = [[1, 2, 3, 4, 500, 77]]
-    tuned = _logits(tiny_student, adapter.path, ids)
-    assert not np.allclose(_logits(tiny_student, None, ids), tuned, atol=1e-3)
+    tuned = _logits(tiny_llama, adapter.path, ids)
+    assert not np.allclose(_logits(tiny_llama, None, ids), tuned, atol=1e-3)
     # mlx-lm reading its own adapter and peft reading the converted one compute the same model.
-    np.testing.assert_allclose(_mlx_logits(tiny_student, adapter.path / "mlx", ids), tuned, atol=1e-4)
+    np.testing.assert_allclose(_mlx_logits(tiny_llama, adapter.path / "mlx", ids), tuned, atol=1e-4)
 
 
 @needs_mlx
-def test_mlx_qlora_on_a_4bit_base_gives_a_full_precision_adapter(tiny_student, tmp_path):
+def test_mlx_qlora_on_a_4bit_base_gives_a_full_precision_adapter(tiny_llama, tmp_path):
     import numpy as np
 
     from pada_local.backends.mlx_trainer import MLXTrainer
 
-    spec = TrainSpec(tiny_student, EXAMPLES, tmp_path / "adapter", max_steps=2, batch_size=2, lr=1e-2, rank=4, alpha=8)
+    spec = TrainSpec(tiny_llama, EXAMPLES, tmp_path / "adapter", max_steps=2, batch_size=2, lr=1e-2, rank=4, alpha=8)
     adapter = MLXTrainer(load_in_4bit=True).train(spec)
     ids = [[1, 2, 3, 4, 500, 77]]
     assert adapter.steps == 2
-    assert not np.allclose(_logits(tiny_student, None, ids), _logits(tiny_student, adapter.path, ids), atol=1e-3)
+    assert not np.allclose(_logits(tiny_llama, None, ids), _logits(tiny_llama, adapter.path, ids), atol=1e-3)
 
 
 @needs_mlx
-def test_mlx_stops_when_told_and_rejects_unknown_modules(tiny_student, tmp_path):
+def test_mlx_stops_when_told_and_rejects_unknown_modules(tiny_llama, tmp_path):
     from pada_local.backends.mlx_trainer import MLXTrainer
     from pada_local.errors import ConfigError
 
-    spec = TrainSpec(tiny_student, EXAMPLES, tmp_path / "adapter", max_steps=5, batch_size=2, rank=4, alpha=8)
+    spec = TrainSpec(tiny_llama, EXAMPLES, tmp_path / "adapter", max_steps=5, batch_size=2, rank=4, alpha=8)
     adapter = MLXTrainer(load_in_4bit=False).train(spec, should_stop=lambda: True)  # asked after each step
     assert adapter.steps == 1 and (adapter.path / "adapter_model.safetensors").is_file()
-    bad = TrainSpec(tiny_student, EXAMPLES, tmp_path / "bad", max_steps=1, target_modules=("q_proj", "qkv"))
+    bad = TrainSpec(tiny_llama, EXAMPLES, tmp_path / "bad", max_steps=1, target_modules=("q_proj", "qkv"))
     with pytest.raises(ConfigError, match="qkv"):
         MLXTrainer(load_in_4bit=False).train(bad)
 
 
 @needs_mlx
-def test_mlx_in_its_child_process_records_how_it_trained(tiny_student, tmp_path):
+def test_mlx_in_its_child_process_records_how_it_trained(tiny_llama, tmp_path):
     from pada_local.backends import get_trainer
     from pada_local.backends.child import ChildTrainer
     from pada_local.backends.device import read_info
 
     trainer = get_trainer("mlx")
     assert isinstance(trainer, ChildTrainer)
-    spec = TrainSpec(tiny_student, EXAMPLES, tmp_path / "adapter", max_steps=2, batch_size=2, rank=4, alpha=8)
+    spec = TrainSpec(tiny_llama, EXAMPLES, tmp_path / "adapter", max_steps=2, batch_size=2, rank=4, alpha=8)
     steps = []
     adapter = trainer.train(spec, on_step=steps.append)
     assert adapter.steps == 2 and [s.step for s in steps] == [1, 2]

@@ -17,7 +17,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -305,7 +304,7 @@ def test_metal_micro_batch_fits_a_16gb_laptop(batch, length, memory_gb, micro):
     assert metal_micro_batch(batch, length, memory_gb * 2**30) == micro
 
 
-def test_lora_is_merged_in_fp32_then_cast(tiny_student, tmp_path, monkeypatch):
+def test_lora_is_merged_in_fp32_then_cast(tiny_llama, tmp_path, monkeypatch):
     """On a bf16 device the evaluation path merges in fp32, then casts: bit for bit the
     reference merge, not a merge into bf16 weights (which rounds small updates away)."""
     import torch
@@ -315,12 +314,12 @@ def test_lora_is_merged_in_fp32_then_cast(tiny_student, tmp_path, monkeypatch):
     from pada_local.backends.hf import load_model
     from pada_local.backends.peft_trainer import PeftTrainer
 
-    spec = TrainSpec(tiny_student, EXAMPLES, tmp_path / "adapter", max_steps=1, batch_size=2, lr=1e-2,
+    spec = TrainSpec(tiny_llama, EXAMPLES, tmp_path / "adapter", max_steps=1, batch_size=2, lr=1e-2,
                      rank=4, alpha=8)
     adapter = PeftTrainer().train(spec)
     monkeypatch.setattr(device, "device_dtype", lambda dev: "bf16")  # as on an Ampere GPU
-    model = load_model(tiny_student, adapter.path, device="cpu")
-    base = AutoModelForCausalLM.from_pretrained(str(tiny_student), dtype=torch.float32)
+    model = load_model(tiny_llama, adapter.path, device="cpu")
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_llama), dtype=torch.float32)
     ref = PeftModel.from_pretrained(base, str(adapter.path)).merge_and_unload().to(torch.bfloat16)
     got, want = model.state_dict(), ref.state_dict()
     assert got.keys() == want.keys()
@@ -330,25 +329,7 @@ def test_lora_is_merged_in_fp32_then_cast(tiny_student, tmp_path, monkeypatch):
 # ---------------------------------------------------------------- the child process, for real
 
 
-@pytest.fixture(scope="module")
-def tiny_student(tmp_path_factory, student_dir) -> Path:
-    """2 layers, hidden 64, random weights, the real SmolLM2 tokenizer and template."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    out = tmp_path_factory.mktemp("tiny-llama")
-    tok = AutoTokenizer.from_pretrained(str(student_dir))
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         tie_word_embeddings=True, bos_token_id=tok.bos_token_id,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    LlamaForCausalLM(config).save_pretrained(str(out))
-    tok.save_pretrained(str(out))
-    return out
-
-
-def test_peft_through_the_child_runner_trains_a_usable_adapter(tiny_student, tmp_path, capfd):
+def test_peft_through_the_child_runner_trains_a_usable_adapter(tiny_llama, tmp_path, capfd):
     import numpy as np
     import torch
 
@@ -356,7 +337,7 @@ def test_peft_through_the_child_runner_trains_a_usable_adapter(tiny_student, tmp
     from pada_local.backends.hf import load_model
 
     steps = []
-    spec = TrainSpec(tiny_student, EXAMPLES, tmp_path / "adapter", max_steps=3, batch_size=2, lr=1e-2,
+    spec = TrainSpec(tiny_llama, EXAMPLES, tmp_path / "adapter", max_steps=3, batch_size=2, lr=1e-2,
                      rank=4, alpha=8)
     adapter = ChildTrainer("peft").train(spec, on_step=steps.append)
     assert capfd.readouterr().out == ""  # the child's output goes to its log, not our stdout
@@ -368,15 +349,15 @@ def test_peft_through_the_child_runner_trains_a_usable_adapter(tiny_student, tmp
     assert log.is_file()
     ids = torch.tensor([[1, 2, 3, 4, 500, 77]])
     with torch.no_grad():
-        base = load_model(tiny_student, None, device="cpu")(ids).logits.numpy()
-        tuned = load_model(tiny_student, adapter.path, device="cpu")(ids).logits.numpy()
+        base = load_model(tiny_llama, None, device="cpu")(ids).logits.numpy()
+        tuned = load_model(tiny_llama, adapter.path, device="cpu")(ids).logits.numpy()
     assert not np.allclose(base, tuned, atol=1e-4)
 
 
-def test_the_child_stops_when_told(tiny_student, tmp_path):
+def test_the_child_stops_when_told(tiny_llama, tmp_path):
     from pada_local.backends.child import ChildTrainer
 
-    spec = TrainSpec(tiny_student, EXAMPLES, tmp_path / "adapter", max_steps=50, batch_size=2, rank=4,
+    spec = TrainSpec(tiny_llama, EXAMPLES, tmp_path / "adapter", max_steps=50, batch_size=2, rank=4,
                      alpha=8)
     seen = []
     adapter = ChildTrainer("peft").train(spec, on_step=seen.append, should_stop=lambda: bool(seen))

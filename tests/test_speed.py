@@ -18,24 +18,6 @@ SENTENCES = ["a gorgeous , witty , seductive movie .", "bad .",
              "one of the year 's best films .", "dull and lifeless ."]
 
 
-@pytest.fixture(scope="module")
-def tiny_llama(tmp_path_factory, student_dir) -> Path:
-    """2 layers, random weights, the real tokenizer and chat template: the trainer's code path."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    out = tmp_path_factory.mktemp("tiny-llama")
-    tok = AutoTokenizer.from_pretrained(str(student_dir))
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                         pad_token_id=tok.pad_token_id)
-    LlamaForCausalLM(config).save_pretrained(str(out))
-    tok.save_pretrained(str(out))
-    return out
-
-
 def _examples():
     from pada_local.backends.base import TrainExample
 
