@@ -570,9 +570,11 @@ def _artifact(kind: str, path: Path, weights: Path, meta: dict[str, Any]) -> dic
 
 
 def _reason_counts(verdicts: Sequence[Verdict]) -> dict[str, int]:
+    """Rejections counted by kind ("duplicate of train item 7 (0.99)" counts as "duplicate")."""
     counts: dict[str, int] = {}
     for v in verdicts:
         head = "accepted" if v.accepted else v.reason.split(":")[0]
+        head = "duplicate" if head.startswith("duplicate of ") else head
         counts[head] = counts.get(head, 0) + 1
     return counts
 

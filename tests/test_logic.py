@@ -72,3 +72,14 @@ def test_leak_guard_finds_and_scrubs():
     assert near and near[0].item_id == "v1"
     scrubbed = guard.scrub("Pattern: confuses What is the capital  city of France? with others")
     assert REDACTED in scrubbed and guard.find(scrubbed) == []
+
+
+def test_quality_reasons_are_counted_by_kind() -> None:
+    from pada_local.loop import _reason_counts
+    from pada_local.records import Verdict
+
+    verdicts = [Verdict("a", False, "duplicate of train item sst2-191 (1.00)"),
+                Verdict("b", False, "duplicate of sample x/3 (0.97)"),
+                Verdict("c", False, "answer not confirmed: teacher solved 53%"),
+                Verdict("d", True, "accepted: the teacher's re-solve agrees")]
+    assert _reason_counts(verdicts) == {"duplicate": 2, "answer not confirmed": 1, "accepted": 1}
