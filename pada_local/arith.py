@@ -98,12 +98,13 @@ def _number(node: ast.AST) -> float | None:
     return None
 
 
-def foreign_numbers(expression: str, question: str) -> list[float]:
-    """Numbers of the expression that the question does not contain (unit constants aside)."""
+def foreign_numbers(expression: str, question: str,
+                    constants: frozenset[float] = UNIT_CONSTANTS) -> list[float]:
+    """Numbers of the expression that the question does not contain (`constants` aside)."""
     given = {float(x.replace(",", "")) for x in number_strings(question)}
     given |= {v / 100 for v in given}  # "40%" may enter the computation as 0.4
     return [v for v in literals(expression)
-            if v not in UNIT_CONSTANTS and not any(math.isclose(v, g, rel_tol=1e-9) for g in given)]
+            if v not in constants and not any(math.isclose(v, g, rel_tol=1e-9) for g in given)]
 
 
 def integer_answers(references: Sequence[str]) -> bool:
@@ -132,11 +133,25 @@ def solve(expression: str, question: str, integers: bool) -> Computed:
     foreign = foreign_numbers(expression, question)
     if foreign:
         raise ArithError(f"the expression uses {foreign[0]:g}, which the question does not contain")
+    _is_computation(expression, question)
     value = compute(expression)
     stated = last_number(written[0]) if written else None
     if written and (stated is None or not math.isclose(stated, value, rel_tol=1e-9, abs_tol=1e-9)):
         raise ArithError(f"{expression} is {value:g}, not {written[0].strip()[:20]!r} as written")
     return Computed(expression.strip(), value, answer_form(value, integers))
+
+
+def _is_computation(expression: str, question: str) -> None:
+    """A bare number is not a computation (seen: "Calculate 3674471 / 11 =" with the expression
+    "3674471"), nor is one made only of unit constants: it must combine the question's numbers."""
+    try:
+        tree = ast.parse(expression.strip(), mode="eval")
+    except SyntaxError:
+        return  # compute() names the problem
+    if not any(isinstance(node, ast.BinOp) for node in ast.walk(tree)):
+        raise ArithError(f"{expression.strip()[:40]!r} computes nothing: no operation on the numbers")
+    if len(foreign_numbers(expression, question, constants=frozenset())) == len(literals(expression)):
+        raise ArithError("the expression uses none of the question's numbers")
 
 
 def answer_form(value: float, integers: bool) -> str:

@@ -75,6 +75,18 @@ def test_what_teachers_write_around_an_expression_is_tidied() -> None:
         solve(");", question, integers=True)
 
 
+def test_an_expression_must_compute_something_from_the_question() -> None:
+    question = "Calculate 3674471 / 11 ="
+    with pytest.raises(ArithError, match="computes nothing"):
+        solve("3674471", question, integers=False)  # seen: the question's number as "the answer"
+    with pytest.raises(ArithError, match="computes nothing"):
+        solve("(3674471)", question, integers=False)
+    with pytest.raises(ArithError, match="none of the question's numbers"):
+        solve("60 * 2", "How many minutes are there in two hours?", integers=True)
+    assert solve("3 * 60", "How many minutes are in 3 hours?", integers=True).answer == "180"
+    assert solve("-3674471 / 11", question, integers=False).answer.startswith("-334042.8")
+
+
 def test_the_answer_takes_the_references_form() -> None:
     assert integer_answers(["42", "7", "1,000"]) and not integer_answers(["2.5", "3"])
     assert solve("12 / 4", "12 apples in 4 bags", integers=True).answer == "3"
