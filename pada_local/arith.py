@@ -142,16 +142,25 @@ def solve(expression: str, question: str, integers: bool) -> Computed:
 
 
 def _is_computation(expression: str, question: str) -> None:
-    """A bare number is not a computation (seen: "Calculate 3674471 / 11 =" with the expression
-    "3674471"), nor is one made only of unit constants: it must combine the question's numbers."""
+    """The expression must be the question's computation: an operation (seen: "Calculate 3674471
+    / 11 =" with the expression "3674471"), over every number the question writes (seen:
+    "3674471 / 1" for that question, and questions carrying the prompt's "correct answer: 312").
+    A weak teacher's sample is worth keeping only when its answer is certain, so a question
+    with a number the computation ignores is refused."""
     try:
         tree = ast.parse(expression.strip(), mode="eval")
     except SyntaxError:
         return  # compute() names the problem
     if not any(isinstance(node, ast.BinOp) for node in ast.walk(tree)):
         raise ArithError(f"{expression.strip()[:40]!r} computes nothing: no operation on the numbers")
-    if len(foreign_numbers(expression, question, constants=frozenset())) == len(literals(expression)):
-        raise ArithError("the expression uses none of the question's numbers")
+    if not re.search(r"[^\d\s.,]", question):
+        raise ArithError("the question is only a number")
+    used = literals(expression)
+    for written in number_strings(question):
+        g = float(written.replace(",", ""))
+        if not any(math.isclose(v, g, rel_tol=1e-9) or math.isclose(v, g / 100, rel_tol=1e-9)
+                   or math.isclose(v, -g, rel_tol=1e-9) for v in used):
+            raise ArithError(f"the expression leaves out {written}, which the question writes")
 
 
 def answer_form(value: float, integers: bool) -> str:

@@ -1,7 +1,7 @@
 """Quality Control Agent: a verdict and a reason for every candidate. The teacher is not
 trusted: cheap deterministic checks run first, then answer confirmation and the judge.
 
-Order: unparseable -> wrong format -> contamination (near-duplicate of a validation/test
+Order: unparseable (or copies the prompt) -> wrong format -> contamination (near-duplicate of a validation/test
 item) -> duplicate (of D_train or the accepted pool) -> answer not confirmed -> judge score.
 """
 
@@ -22,6 +22,11 @@ from .prompts import GradeReply, JudgeReply, SolveReply, render, student_message
 from .records import Candidate, Verdict
 from .scoring import Scorer
 from .textsim import NgramIndex
+
+# Words of the generation prompts (prompts/generate_*.txt) a weak teacher copies into a sample's
+# input, e.g. "Calculate 226512 / 726 = (correct answer: 312; the student said: 226512)".
+PROMPT_ECHOES = ("the student said", "the student answered", "correct answer:", "write one new example",
+                 "its correct answer must be", "the student has this weakness")
 
 
 @dataclass
@@ -77,6 +82,8 @@ class QualityControl:
         self.trust = trust if trust is not None else Trust()
         self._replies: dict[tuple[str, str], Completion] = {}  # asked ahead (see _prefetch)
         self.integers = integer_answers([ex.output for ex in train])
+        # (an echo the task's own inputs also contain is the task's wording, not a copy)
+        self.echoes = [e for e in PROMPT_ECHOES if not any(e in ex.input.lower() for ex in train)]
         self.guard = guard if guard is not None else LeakGuard(held_out, near=cfg.dup_ngram)
         self.held_out = _reference(embedder, [(f"{ex.split} item {ex.id}", ex.input) for ex in held_out])
         self.known = _reference(embedder, [(f"train item {ex.id}", ex.input) for ex in train]
@@ -170,6 +177,9 @@ class QualityControl:
             return f"unparseable: {cand.parse_error}"
         if not cand.input.strip():  # e.g. the teacher wrote only "Question:", which is stripped
             return "unparseable: empty input"
+        echo = next((e for e in self.echoes if e in cand.input.lower()), None)
+        if echo is not None:
+            return f"copies the prompt: the input contains {echo!r}"
         problem = self.scorer.format_problem(cand.output)
         if problem is not None:
             return f"wrong format: {problem}"

@@ -81,10 +81,15 @@ def test_an_expression_must_compute_something_from_the_question() -> None:
         solve("3674471", question, integers=False)  # seen: the question's number as "the answer"
     with pytest.raises(ArithError, match="computes nothing"):
         solve("(3674471)", question, integers=False)
-    with pytest.raises(ArithError, match="none of the question's numbers"):
-        solve("60 * 2", "How many minutes are there in two hours?", integers=True)
+    with pytest.raises(ArithError, match="leaves out 11"):
+        solve("3674471 / 1", question, integers=False)
+    with pytest.raises(ArithError, match="leaves out 312"):
+        solve("226512 / 726", "Calculate 226512 / 726 = (correct answer: 312)", integers=True)
+    with pytest.raises(ArithError, match="only a number"):
+        solve("50 * 2", "50", integers=True)
     assert solve("3 * 60", "How many minutes are in 3 hours?", integers=True).answer == "180"
     assert solve("-3674471 / 11", question, integers=False).answer.startswith("-334042.8")
+    assert solve("1200 * 0.4", "What is 40% of 1,200?", integers=True).answer == "480"
 
 
 def test_the_answer_takes_the_references_form() -> None:
@@ -282,6 +287,19 @@ def test_student_confidence_renormalises_over_the_labels() -> None:
     assert set(got) == {"a", "b"}
     assert got["a"] == pytest.approx(1 / (1 + np.exp(-2.3)))
     assert got["b"] == pytest.approx(1 / (1 + np.exp(1.0)))
+
+
+def test_an_input_that_copies_the_prompt_is_rejected_unless_the_task_writes_so() -> None:
+    leaked = _cand("a", "Calculate 226512 / 726 = (correct answer: 312; the student said: 0)", "312",
+                   expression="226512 / 726")
+    qc = _qc(NUMERIC_TASK, Scripted([]), Trust(True, True), [Example("t0", "Calculate 3 * 4 =", "12")])
+    verdict = qc.review([leaked])[0]
+    assert not verdict.accepted and verdict.reason.startswith("copies the prompt: the input contains")
+    grading = [Example("t0", "Question: 3 * 4. Correct answer: 12. Student: 13. Right?", "no")]
+    qc = _qc(LABEL_TASK, Scripted([]), Trust(False, False, "weak"), grading, unconfirmed="keep")
+    kept = qc.review([_cand("b", "Question: 2 + 2. Correct answer: 4. Student: 4. Right?", "positive",
+                            target="positive")])[0]
+    assert kept.accepted  # the task's own inputs say "correct answer:": not a copy of the prompt
 
 
 def test_a_trusted_teacher_confirms_a_chosen_label_by_re_solving() -> None:
