@@ -1,8 +1,9 @@
 """Quality Control Agent: a verdict and a reason for every candidate. The teacher is not
 trusted: cheap deterministic checks run first, then answer confirmation and the judge.
 
-Order: unparseable (or copies the prompt) -> wrong format -> contamination (near-duplicate of a validation/test
-item) -> duplicate (of D_train or the accepted pool) -> answer not confirmed -> judge score.
+Order: unparseable (or copies the prompt) -> wrong format -> contamination (near-duplicate of a
+validation/test item) -> duplicate (of D_train or the accepted pool) -> answer not confirmed -> judge
+score.
 """
 
 from __future__ import annotations
