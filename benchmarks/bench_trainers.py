@@ -9,17 +9,20 @@ where padding matters), rendered as the loop renders them.
 
     .venv/bin/python benchmarks/bench_trainers.py [--steps 4] [--batch-size 4] [--model student|tiny]
         [--backends peft,unsloth,mlx] [--python .venv-unsloth/bin/python ...] [--data demo|sst2|boolq]
-        [--variants padded,padding-free,padding-free+bf16]
+        [--variants padded,padding-free,padding-free+bf16,shared-prefix+bf16]
 
 Variants (peft only) run the same steps with other settings, side by side: `padded` is the
 trainer before padding-free batches (each batch padded to its longest example), `padding-free`
-in fp32, `+bf16` in bf16 weights under bf16 autocast: the default now on CPUs with AVX512-BF16 or
-AMX (device.training_dtype).
+(examples end to end) in fp32, `shared-prefix` (the examples' shared prompt opening once per
+batch: the default where attention is torch's sdpa), `+bf16` in bf16 weights under bf16 autocast:
+the default on CPUs with AVX512-BF16 or AMX (device.training_dtype).
 
 tokens/s counts the examples' own tokens (padding not counted) over the steady steps (the first
 step, compilation and warm-up, is left out when there are two or more): measured by the trainer
-where it counts them (peft), else mean example length x examples per step. `padding` is the share
-of the tokens the model processed that were padding. MFU = tokens/s x 4P / peak, where P is the
+where it counts them (peft), else mean example length x examples per step. `processed` is the
+tokens the model processed against those: over 100% with padding, under it where the shared
+prompt opening goes in once per batch. MFU = tokens/s x min(1, processed) x 4P / peak (the FLOPs
+the work needs, padding left out, the shared opening counted once), where P is the
 student's parameters outside the embedding (every matmul weight), 4P the FLOPs per token of a LoRA
 step (forward 2P, backward to the activations 2P; frozen weights get no gradient; attention
 scores and the answer-only LM head left out), and peak = cores x GHz x FLOPs per cycle per core
@@ -60,18 +63,20 @@ def examples(n_per_skill: int, data: str = "demo"):
                                {"role": "user", "content": r["prompt"]}), r["completion"]) for r in rows)
 
 
-VARIANTS = {"padded": (False, False), "padding-free": (True, False), "padding-free+bf16": (True, True)}
+VARIANTS = {"padded": ("padded", False), "padding-free": ("padding-free", False),
+            "padding-free+bf16": ("padding-free", True), "shared-prefix": ("shared-prefix", False),
+            "shared-prefix+bf16": ("shared-prefix", True)}
 
 
 def apply_variant(name: str) -> None:
-    """Set the peft trainer's padding and numeric type as the variant says (module attributes the
-    trainer looks up at each call)."""
+    """Set the peft trainer's batch layout and numeric type as the variant says (module attributes
+    the trainer looks up at each call)."""
     from pada_local.backends import device, peft_trainer
 
-    padding_free, bf16 = VARIANTS[name]
-    config = peft_trainer.sft_config
-    peft_trainer.sft_config = lambda spec, padding_free_=None, **kw: config(  # type: ignore[assignment]
-        spec, **{**kw, "padding_free": padding_free})
+    if name == "default":
+        return
+    layout, bf16 = VARIANTS[name]
+    peft_trainer.batch_layout = lambda model: layout  # type: ignore[assignment]
     device.training_dtype = lambda dev: "bf16" if bf16 else "fp32"  # type: ignore[assignment]
 
 
@@ -128,7 +133,7 @@ def mean_tokens(model_dir: Path, exs) -> float:
 
 def child(args: argparse.Namespace) -> None:
     """Train one backend here and print one JSON line."""
-    from pada_local.backends import get_trainer
+    from pada_local.backends import device, get_trainer
     from pada_local.backends.base import TrainSpec
 
     exs = examples(args.per_skill, args.data)
@@ -147,16 +152,18 @@ def child(args: argparse.Namespace) -> None:
         first = (hist[0].tokens_per_s or 0) * hist[0].seconds
         tok_s = ((adapter.tokens - first) / (steady * (len(hist) - 1)) if len(hist) > 1
                  else adapter.tokens / adapter.seconds)
-        padding = 1 - adapter.tokens / adapter.padded_tokens
+        processed = adapter.padded_tokens / adapter.tokens
     else:
-        tok_s, padding = args.batch_size * mean_tokens(model_dir, exs) / steady, None
+        tok_s, processed = args.batch_size * mean_tokens(model_dir, exs) / steady, None
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    bf16 = args.child == "peft" and VARIANTS[args.variant][1]
+    bf16 = args.child == "peft" and (VARIANTS[args.variant][1] if args.variant in VARIANTS
+                                     else device.training_dtype("cpu") == "bf16")
     peak = cpu_peak(bf16) if accelerator_peak() is None and args.child != "mlx" else None
     row = {"backend": args.child, "variant": args.variant if args.child == "peft" else "", "data": args.data,
-           "steps": adapter.steps, "s_per_step": steady, "tok_s": tok_s, "padding": padding,
+           "steps": adapter.steps, "s_per_step": steady, "tok_s": tok_s, "processed": processed,
            "own_tokens": adapter.tokens, "padded_tokens": adapter.padded_tokens, "train_s": adapter.seconds,
-           "wall_s": wall, "mfu": None if peak is None else tok_s * 4 * matmul_params(model_dir) / peak[0],
+           "wall_s": wall,
+           "mfu": None if peak is None else tok_s * min(1, processed or 1) * 4 * matmul_params(model_dir) / peak[0],
            "peak_formula": None if peak is None else peak[1],
            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 1e9,
            "accel_peak_gb": accelerator_peak(), "python": sys.executable}
@@ -183,7 +190,7 @@ def runs(python: str, backend: str) -> bool:
 
 
 def run_backend(python: str, backend: str, model_dir: Path, args: argparse.Namespace,
-                variant: str = "padding-free") -> dict | None:
+                variant: str = "default") -> dict | None:
     cmd = [python, __file__, "--child", backend, "--model-dir", str(model_dir), "--steps", str(args.steps),
            "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
            "--per-skill", str(args.per_skill), "--data", args.data, "--variant", variant]
@@ -205,8 +212,9 @@ def main() -> None:
     ap.add_argument("--python", action="append", default=[], help="another interpreter to try (repeatable)")
     ap.add_argument("--timeout", type=int, default=3600, help="seconds per backend")
     ap.add_argument("--data", default="demo", help="demo, or a folder under examples/public/data")
-    ap.add_argument("--variants", default="padding-free", help=f"peft settings: {', '.join(VARIANTS)}")
-    ap.add_argument("--variant", default="padding-free", help=argparse.SUPPRESS)
+    ap.add_argument("--variants", default="default",
+                    help=f"peft settings: default (as the trainer picks), {', '.join(VARIANTS)}")
+    ap.add_argument("--variant", default="default", help=argparse.SUPPRESS)
     ap.add_argument("--json", action="store_true", help="one JSON object per line instead of the table")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--model-dir", help=argparse.SUPPRESS)
@@ -226,17 +234,17 @@ def main() -> None:
                 print(f"{backend:8} not installed in any of: {', '.join(interpreters(args.python))}")
                 continue
             for variant in args.variants.split(",") if backend == "peft" else [""]:
-                row = run_backend(python, backend, model_dir, args, variant or "padding-free")
+                row = run_backend(python, backend, model_dir, args, variant or "default")
                 if row is not None:
                     print(json.dumps(row) if args.json else report(row), flush=True)
 
 
 def report(r: dict) -> str:
     accel = "" if r["accel_peak_gb"] is None else f" | accelerator peak {r['accel_peak_gb']:.2f} GB"
-    pad = "" if r["padding"] is None else f" | padding {100 * r['padding']:4.1f}%"
+    pad = "" if r["processed"] is None else f" | processed {100 * r['processed']:3.0f}% of them"
     mfu = "" if r["mfu"] is None else f" | MFU {100 * r['mfu']:4.1f}% of {r['peak_formula']}"
     name = f"{r['backend']} {r['variant']}".strip()
-    return (f"{name:26} {r['tok_s']:7.1f} tok/s (no padding){pad} | {r['s_per_step']:6.2f} s/step{mfu} | "
+    return (f"{name:26} {r['tok_s']:7.1f} own tok/s{pad} | {r['s_per_step']:6.2f} s/step{mfu} | "
             f"peak RSS {r['peak_rss_gb']:.2f} GB{accel} | {r['steps']} steps, {r['train_s']:.1f} s training "
             f"({Path(r['python']).parent.parent.name})")
 

@@ -48,6 +48,27 @@ def test_student_batch_matches_one_at_a_time(student_dir):
     assert all(t for t in batched)
 
 
+def test_a_shared_opening_is_computed_once_with_the_same_replies(student_dir, monkeypatch):
+    """The opening all prompts share (template, system text) is cached once and copied into each
+    batch; the replies are those of the prompts computed in full, one at a time."""
+    from pada_local.backends import hf
+    from pada_local.tasks import skills
+
+    gen = hf.HFGenerator(student_dir, max_new_tokens=12)
+    rows = skills.generate({"t": 2}, seed=11)["t"]
+    reqs = [ChatRequest(({"role": "system", "content": skills.SYSTEM_PROMPT},
+                         {"role": "user", "content": r["prompt"]})) for r in rows]
+    shared = gen._opening([gen._prompt_ids(r) for r in reqs])
+    assert shared is not None and shared[0] >= hf.MIN_OPENING  # the system text at least
+    cached = gen.generate(reqs)
+    gen.batch_size = 1
+    monkeypatch.setattr(hf.HFGenerator, "_opening", lambda self, prompts: None)
+    alone = gen.generate(reqs)
+    assert [c.text for c in cached] == [c.text for c in alone]
+    assert [c.prompt_tokens for c in cached] == [c.prompt_tokens for c in alone]
+    assert len({c.text for c in cached}) > 3  # the questions get their own answers
+
+
 def test_lora_steps_change_weights_and_adapter_reloads(student_dir, tmp_path):
     import torch
     from safetensors.torch import load_file

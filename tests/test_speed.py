@@ -4,11 +4,10 @@ reply from a cold and a warm cache)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
-
-from pada_local.backends.peft_trainer import sft_config as _ORIGINAL_CONFIG
 
 SENTENCES = ["a gorgeous , witty , seductive movie .", "bad .",
              "it 's a charming and often affecting journey that never quite takes off , sadly .",
@@ -26,35 +25,97 @@ def _examples():
                  for i, s in enumerate(SENTENCES))
 
 
-def _train(model: Path, out: Path, padding_free: bool, monkeypatch):
+def _train(model: Path, out: Path, layout: str, monkeypatch):
     from pada_local.backends import device, peft_trainer
     from pada_local.backends.base import TrainSpec
 
     monkeypatch.setattr(device, "training_dtype", lambda dev: "fp32")  # the math, not bf16 rounding
-    config = _ORIGINAL_CONFIG  # not the attribute: a second call would wrap the first patch
-    monkeypatch.setattr(peft_trainer, "sft_config",
-                        lambda spec, padding_free_=None, **kw: config(spec, **{**kw, "padding_free": padding_free}))
+    monkeypatch.setattr(peft_trainer, "batch_layout", lambda model: layout)
     spec = TrainSpec(model, _examples(), out, max_steps=2, batch_size=8, seed=3, lr=1e-3)
     return peft_trainer.PeftTrainer().train(spec)
+
+
+def _own_tokens(model: Path) -> int:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model))
+    return sum(len(tok.apply_chat_template([*ex.prompt_messages, {"role": "assistant", "content": ex.answer}],
+                                           tokenize=True, return_dict=False)) for ex in _examples())
 
 
 def test_padding_free_batches_give_the_padded_loss_and_count_tokens(tiny_llama, tmp_path, monkeypatch):
     from transformers import AutoTokenizer
 
-    padded = _train(tiny_llama, tmp_path / "padded", False, monkeypatch)
-    free = _train(tiny_llama, tmp_path / "free", True, monkeypatch)
+    padded = _train(tiny_llama, tmp_path / "padded", "padded", monkeypatch)
+    free = _train(tiny_llama, tmp_path / "free", "padding-free", monkeypatch)
     # One batch holds all 8 examples: the first step's loss (before any update) must agree.
     assert padded.history[0].loss == pytest.approx(free.history[0].loss, rel=1e-5)
     assert free.history[1].loss == pytest.approx(padded.history[1].loss, rel=1e-3)
-    tok = AutoTokenizer.from_pretrained(str(tiny_llama))
-    own = sum(len(tok.apply_chat_template([*ex.prompt_messages, {"role": "assistant", "content": ex.answer}],
-                                          tokenize=True, return_dict=False)) for ex in _examples())
+    own = _own_tokens(tiny_llama)
     # Two steps over the same 8 examples; TRL's rendering may add a token or two per example.
     assert 2 * own <= free.tokens <= 2 * (own + 2 * len(SENTENCES))
     assert padded.tokens == free.tokens
     assert free.padded_tokens == free.tokens  # nothing padded
+    tok = AutoTokenizer.from_pretrained(str(tiny_llama))
     longest = max(len(tok(s)["input_ids"]) for s in SENTENCES)
     assert padded.padded_tokens >= 2 * len(SENTENCES) * longest > padded.tokens
+
+
+def test_a_shared_prompt_opening_is_computed_once_with_the_same_loss(tiny_llama, tmp_path, monkeypatch):
+    from pada_local.backends import peft_trainer
+    from pada_local.backends.device import read_info
+
+    free = _train(tiny_llama, tmp_path / "free", "padding-free", monkeypatch)
+    shared = _train(tiny_llama, tmp_path / "shared", "shared-prefix", monkeypatch)
+    assert shared.history[0].loss == pytest.approx(free.history[0].loss, rel=1e-5)
+    assert shared.history[1].loss == pytest.approx(free.history[1].loss, rel=1e-3)
+    assert shared.tokens == free.tokens  # the examples' own tokens, counted the same way
+    # The template's opening and the system text ("Label the sentiment.") went in once per step.
+    opening = len(os.path.commonprefix(_prompt_ids(tiny_llama)))
+    assert shared.padded_tokens == free.tokens - 2 * (len(SENTENCES) - 1) * opening
+    assert read_info(tmp_path / "shared")["batches"] == "shared-prefix"
+    monkeypatch.undo()
+    assert peft_trainer.batch_layout(_load(tiny_llama)) == "shared-prefix"  # sdpa takes the mask
+
+
+def _prompt_ids(model: Path) -> list[list[int]]:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model))
+    return [tok.apply_chat_template(list(ex.prompt_messages), tokenize=True, add_generation_prompt=True,
+                                    return_dict=False) for ex in _examples()]
+
+
+def _load(model: Path):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(model))
+
+
+def test_the_shared_prefix_row_sees_what_each_example_sees_alone():
+    """Each block attends to the opening and to itself, causally, at its own positions; the
+    opening and every block's first token are never targets."""
+    import torch
+
+    from pada_local.backends.batches import SharedPrefixCollator, example_tokens
+
+    ex = [{"input_ids": [1, 2, 3, 4, 9, 8], "labels": [-100, -100, -100, -100, 9, 8]},
+          {"input_ids": [1, 2, 3, 5, 6, 7], "labels": [-100, -100, -100, -100, -100, 7]},
+          {"input_ids": [1, 2, 4, 6], "labels": [-100, -100, -100, 6]}]
+    out = SharedPrefixCollator()(ex)
+    assert out["input_ids"].tolist() == [[1, 2, 3, 4, 9, 8, 3, 5, 6, 7, 4, 6]]
+    assert out["position_ids"].tolist() == [[0, 1, 2, 3, 4, 5, 2, 3, 4, 5, 2, 3]]
+    assert out["labels"].tolist() == [[-100, -100, -100, -100, 9, 8, -100, -100, -100, 7, -100, 6]]
+    mask = out["attention_mask"][0, 0]
+    assert mask[9].tolist() == [True, True] + [False] * 4 + [True] * 4 + [False] * 2  # block 2 at its end
+    assert mask[11].tolist() == [True, True] + [False] * 8 + [True, True]
+    assert not mask[4, 6] and mask[4].sum() == 5  # causal inside block 1
+    assert example_tokens(out["position_ids"]) == 6 + 6 + 4
+    # Nothing in common: each example alone in its block, as padding-free.
+    alone = SharedPrefixCollator()([{"input_ids": [5, 1], "labels": [-100, 1]}, ex[0]])
+    assert alone["position_ids"].tolist() == [[0, 1, 0, 1, 2, 3, 4, 5]]
+    assert alone["attention_mask"][0, 0, 2, :2].tolist() == [False, False]
+    assert example_tokens(torch.tensor([[0, 1, 2, 0, 1]])) == 5
 
 
 def _requests():

@@ -75,11 +75,15 @@ def load_model(model_dir: Path, adapter: Path | None = None, device: str | None 
 
 
 class HFGenerator:
-    """Greedy, batched; one template render shared with training (see `render_prompt`)."""
+    """Greedy, batched; one template render shared with training (see `render_prompt`).
+
+    Batches hold up to `batch_size` rows (default: as many as fit `BATCH_TOKENS`). The opening
+    every prompt of a call shares (chat template, system text: most of a short question's
+    prompt) is computed once and its keys and values copied into each batch (`opening`)."""
 
     supports_schema = False
 
-    def __init__(self, model_dir: Path, adapter: Path | None = None, batch_size: int = 8,
+    def __init__(self, model_dir: Path, adapter: Path | None = None, batch_size: int | None = None,
                  max_new_tokens: int = 32, device: str | None = None) -> None:
         self.model_dir = Path(model_dir)
         self.tokenizer = load_tokenizer(self.model_dir)
@@ -89,38 +93,74 @@ class HFGenerator:
         self.max_new_tokens = max_new_tokens
 
     def generate(self, requests: Sequence[ChatRequest], on_item: OnItem | None = None) -> list[Completion]:
+        prompts = [self._prompt_ids(r) for r in requests]
+        opening = self._opening(prompts)
         out: list[Completion] = []
-        for start in range(0, len(requests), self.batch_size):
-            batch = requests[start : start + self.batch_size]
-            for j, done in enumerate(self._batch(batch)):
+        for batch in _batches(len(prompts), self.batch_size or _rows(prompts)):
+            caps = [requests[i].max_tokens or self.max_new_tokens for i in batch]
+            for i, done in zip(batch, self._batch([prompts[i] for i in batch], max(caps), opening),
+                               strict=True):
                 out.append(done)
                 if on_item is not None:
-                    on_item(start + j, done)
+                    on_item(i, done)
         return out
 
-    def _batch(self, batch: Sequence[ChatRequest]) -> list[Completion]:
+    def _prompt_ids(self, request: ChatRequest) -> list[int]:
+        text = render_prompt(self.tokenizer, request.messages)
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _opening(self, prompts: Sequence[Sequence[int]]) -> tuple[int, Any] | None:
+        """The shared opening's length and its cache, or None when reusing it is not exact (a
+        model with sliding-window layers) or not worth a pass (under `MIN_OPENING` tokens). Each
+        prompt keeps at least one token of its own: the last prompt token yields the first reply
+        token's logits."""
+        import os
+
+        import torch
+        from transformers import DynamicCache
+
+        if not prompts or not _full_attention(self.model.config):
+            return None
+        n = min(len(os.path.commonprefix([list(p) for p in prompts])), min(map(len, prompts)) - 1)
+        if n < MIN_OPENING:
+            return None
+        cache = DynamicCache(config=self.model.config)
+        with torch.inference_mode():
+            self.model(input_ids=torch.tensor([list(prompts[0][:n])], device=self.model.device),
+                       cache=cache, use_cache=True)
+        return n, cache
+
+    def _batch(self, prompts: Sequence[Sequence[int]], cap: int, opening: tuple[int, Any] | None
+               ) -> list[Completion]:
+        import copy
+
         import torch
 
-        texts = [render_prompt(self.tokenizer, r.messages) for r in batch]
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        enc = enc.to(self.model.device)
-        cap = max(r.max_tokens or self.max_new_tokens for r in batch)
+        n, cache = opening if opening is not None else (0, None)
+        width = max(map(len, prompts))
+        pad = self.tokenizer.pad_token_id
+        # The padding goes between the opening and each prompt's own part, masked out; positions
+        # count real tokens, so every row sees what it would see alone.
+        ids = torch.tensor([[*p[:n], *[pad] * (width - len(p)), *p[n:]] for p in prompts])
+        mask = torch.tensor([[1] * n + [0] * (width - len(p)) + [1] * (len(p) - n) for p in prompts])
+        extra: dict[str, Any] = {}
+        if cache is not None:
+            extra["cache"] = copy.deepcopy(cache)  # generation appends to it
+            extra["cache"].batch_repeat_interleave(len(prompts))
         start = time.perf_counter()
         with torch.inference_mode():
             gen = self.model.generate(
-                **enc, max_new_tokens=cap, do_sample=False,
-                pad_token_id=self.tokenizer.pad_token_id, eos_token_id=stop_token_ids(self.tokenizer),
+                input_ids=ids.to(self.model.device), attention_mask=mask.to(self.model.device),
+                max_new_tokens=cap, do_sample=False, pad_token_id=pad,
+                eos_token_id=stop_token_ids(self.tokenizer), **extra,
             )
-        seconds = (time.perf_counter() - start) / len(batch)
-        return [self._completion(enc, gen, i, seconds) for i in range(len(batch))]
+        seconds = (time.perf_counter() - start) / len(prompts)
+        return [self._completion(gen[i, width:], len(p), seconds) for i, p in enumerate(prompts)]
 
-    def _completion(self, enc: Any, gen: Any, i: int, seconds: float) -> Completion:
-        new = gen[i, enc["input_ids"].shape[1] :]
-        mask = new != self.tokenizer.pad_token_id
-        n = int(mask.sum())
+    def _completion(self, new: Any, prompt_tokens: int, seconds: float) -> Completion:
+        n = int((new != self.tokenizer.pad_token_id).sum())
         text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
-        return Completion(text=text, prompt_tokens=int(enc["attention_mask"][i].sum()),
-                          completion_tokens=n, seconds=seconds)
+        return Completion(text=text, prompt_tokens=prompt_tokens, completion_tokens=n, seconds=seconds)
 
     def score_options(self, requests: Sequence[ChatRequest], options: Sequence[str],
                       batch_size: int | None = None,
@@ -128,7 +168,7 @@ class HFGenerator:
         """log P(option | prompt) of every option as the continuation of each request's prompt,
         rendered exactly as `generate` renders it (lm-eval-harness multiple-choice scoring).
 
-        Batched: `batch_size` rows per forward pass (default: the generator's batch size).
+        Batched: `batch_size` rows per forward pass (default: the generator's batch size, else 8).
         `on_item(i, scores)` is called as request i is done, not necessarily in order."""
         if not options:
             raise ValueError("no options to score")
@@ -138,7 +178,7 @@ class HFGenerator:
                                   add_special_tokens=False)["input_ids"] for r in requests]
         # Longest prompts first, so a batch holds rows of similar length and pads little.
         order = sorted(range(len(requests)), key=lambda i: -len(prompts[i]))
-        per_batch = max(1, (batch_size or self.batch_size) // len(feeds))
+        per_batch = max(1, (batch_size or self.batch_size or 8) // len(feeds))
         out: list[OptionScores | None] = [None] * len(requests)
         for start in range(0, len(order), per_batch):
             chunk = order[start : start + per_batch]
@@ -182,6 +222,32 @@ class HFGenerator:
         with torch.inference_mode():
             logits = self.model(**args, use_cache=False).logits
             return logits[:, -keep:].float().log_softmax(-1).cpu()
+
+
+# Rows x longest prompt per generation batch: 32 short questions, fewer long passages (memory
+# on a laptop); an opening shorter than MIN_OPENING tokens is not worth its own forward pass.
+BATCH_TOKENS = 2048
+MAX_BATCH = 32
+MIN_OPENING = 8
+
+
+def _rows(prompts: Sequence[Sequence[int]]) -> int:
+    """Rows per batch when the caller sets none: BATCH_TOKENS over the longest prompt, 1 to MAX_BATCH."""
+    longest = max((len(p) for p in prompts), default=1)
+    return max(1, min(MAX_BATCH, BATCH_TOKENS // longest))
+
+
+def _batches(count: int, size: int) -> list[list[int]]:
+    """Indices in request order, `size` at a time."""
+    return [list(range(i, min(i + size, count))) for i in range(0, count, size)]
+
+
+def _full_attention(config: Any) -> bool:
+    """Every layer attends to the whole context (a cached opening is then exactly reusable)."""
+    types = getattr(config, "layer_types", None)
+    if types:
+        return all(t == "full_attention" for t in types)
+    return not getattr(config, "sliding_window", None)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import Adapter, StepInfo, TrainSpec
+from .batches import SharedPrefixCollator, example_tokens, supports_custom_mask
 
 
 def unsupported(cfg: object) -> list[str]:
@@ -44,7 +45,8 @@ class PeftTrainer:
         model = load_model(spec.base_dir, device=device, dtype_name=dtype).train()
         history: list[StepInfo] = []
         counter = TokenCounter()
-        trainer = _sft_trainer(spec, model, tokenizer, device, dtype,
+        layout = batch_layout(model)
+        trainer = _sft_trainer(spec, model, tokenizer, device, dtype, layout,
                                progress_callback(history, on_step, should_stop, counter))
         counter.wrap(trainer)
         start = time.perf_counter()
@@ -54,7 +56,7 @@ class PeftTrainer:
         tokenizer.save_pretrained(str(tmp))
         # Into the folder before it moves into place: a finished adapter always says how it was trained.
         write_info(tmp, backend="peft", device=device, compute_dtype=dtype, merge_dtype="fp32",
-                   peak_memory_mb=peak_memory_mb(device))
+                   peak_memory_mb=peak_memory_mb(device), batches=layout)
         replace_dir(tmp, spec.out_dir)
         return Adapter(spec.out_dir, trainer.state.global_step, time.perf_counter() - start, counter.real,
                        tuple(history), dropped, padded_tokens=counter.padded)
@@ -121,7 +123,8 @@ def sft_trainer(model: Any, tokenizer: Any, args: Any, rows: Any, callback: Any,
     return trainer
 
 
-def _sft_trainer(spec: TrainSpec, model: Any, tokenizer: Any, device: str, dtype: str, callback: Any) -> Any:
+def _sft_trainer(spec: TrainSpec, model: Any, tokenizer: Any, device: str, dtype: str, layout: str,
+                 callback: Any) -> Any:
     from peft import LoraConfig
 
     from .device import precision_args
@@ -132,8 +135,20 @@ def _sft_trainer(spec: TrainSpec, model: Any, tokenizer: Any, device: str, dtype
     )
     # dtype from device.training_dtype: fp16 where bf16 is emulated or missing (pre-Ampere CUDA,
     # older MPS), bf16 on a CPU with native bf16 (measured faster), else fp32 on a CPU.
-    args = sft_config(spec, padding_free=True, **precision_args(device, dtype))
-    return sft_trainer(model, tokenizer, args, sft_rows(spec), callback, peft_config=lora)
+    precision = precision_args(device, dtype)
+    extra: dict[str, Any] = {"peft_config": lora}
+    if layout == "shared-prefix":  # TRL's own collator would pad or pack; ours shares the opening
+        extra["data_collator"] = SharedPrefixCollator()
+    args = sft_config(spec, padding_free=layout == "padding-free", **precision)
+    return sft_trainer(model, tokenizer, args, sft_rows(spec), callback, **extra)
+
+
+def batch_layout(model: Any) -> str:
+    """How a batch goes in: `shared-prefix` (batches.py: the examples' common prompt opening
+    computed once; about half a step's tokens on short tasks) where the attention kernel takes a
+    custom mask, else `padding-free` (examples end to end); `padded` (each example padded to the
+    batch's longest) only for comparison. All three give the same loss."""
+    return "shared-prefix" if supports_custom_mask(model) else "padding-free"
 
 
 def progress_callback(history: list[StepInfo], on_step: Callable[[StepInfo], None] | None,
@@ -172,9 +187,10 @@ def _f(value: Any) -> float | None:
 
 
 class TokenCounter:
-    """Counts what the model is given: the examples' own tokens and all tokens (padding
-    included; TRL's own count). A forward hook, not the collator: the data loader runs a batch
-    ahead, which would credit each step with the next one's tokens."""
+    """Counts the examples' own tokens (`real`) and the tokens the model processes (`padded`:
+    padding included, TRL's own count; fewer than `real` when a shared opening is computed once).
+    A forward hook, not the collator: the data loader runs a batch ahead, which would credit each
+    step with the next one's tokens."""
 
     def __init__(self) -> None:
         self.real = self.padded = 0
@@ -184,9 +200,14 @@ class TokenCounter:
             ids = kwargs.get("input_ids")
             if ids is None or not module.training:
                 return
-            mask = kwargs.get("attention_mask")
+            mask, positions = kwargs.get("attention_mask"), kwargs.get("position_ids")
             self.padded += int(ids.numel())
-            self.real += int(ids.numel() if mask is None else mask.sum())
+            if mask is not None and mask.dim() == 2:  # padded rows
+                self.real += int(mask.sum())
+            elif positions is not None:  # one row: padding-free or shared-prefix
+                self.real += example_tokens(positions)
+            else:
+                self.real += int(ids.numel())
 
         trainer.model.register_forward_pre_hook(count, with_kwargs=True)
 
