@@ -67,6 +67,8 @@ def test_scores_match_plain_forward(student: HFGenerator) -> None:
     reqs = requests()[:2]  # a short and a long prompt: the short one is padded
     options = ["positive", "very positive", "very negative", "not sure"]  # two feeds
     scored = student.score_options(reqs, options)
+    opening = student._opening([student._prompt_ids(r) for r in reqs])
+    assert opening is not None and opening[0] >= 8  # the system text came from the cache
     for req, s in zip(reqs, scored, strict=True):
         assert s.options == tuple(options)
         for option, lp, n in zip(options, s.logprobs, s.token_counts, strict=True):

@@ -132,8 +132,6 @@ class HFGenerator:
 
     def _batch(self, prompts: Sequence[Sequence[int]], cap: int, opening: tuple[int, Any] | None
                ) -> list[Completion]:
-        import copy
-
         import torch
 
         n, cache = opening if opening is not None else (0, None)
@@ -143,10 +141,7 @@ class HFGenerator:
         # count real tokens, so every row sees what it would see alone.
         ids = torch.tensor([[*p[:n], *[pad] * (width - len(p)), *p[n:]] for p in prompts])
         mask = torch.tensor([[1] * n + [0] * (width - len(p)) + [1] * (len(p) - n) for p in prompts])
-        extra: dict[str, Any] = {}
-        if cache is not None:
-            extra["cache"] = copy.deepcopy(cache)  # generation appends to it
-            extra["cache"].batch_repeat_interleave(len(prompts))
+        extra = {"cache": _copies(cache, len(prompts))} if cache is not None else {}
         start = time.perf_counter()
         with torch.inference_mode():
             gen = self.model.generate(
@@ -179,11 +174,12 @@ class HFGenerator:
         # Longest prompts first, so a batch holds rows of similar length and pads little.
         order = sorted(range(len(requests)), key=lambda i: -len(prompts[i]))
         per_batch = max(1, (batch_size or self.batch_size or 8) // len(feeds))
+        opening = self._opening(prompts)
         out: list[OptionScores | None] = [None] * len(requests)
         for start in range(0, len(order), per_batch):
             chunk = order[start : start + per_batch]
             logp = self._logprobs([prompts[i] + list(f) for i in chunk for f in feeds],
-                                  keep=1 + max(map(len, feeds)))
+                                  keep=1 + max(map(len, feeds)), opening=opening)
             for k, i in enumerate(chunk):
                 rows = logp[k * len(feeds) : (k + 1) * len(feeds)]
                 scores = out[i] = replace(_read_options(tuple(options), opt_ids, feeds, where, rows),
@@ -201,26 +197,31 @@ class HFGenerator:
             raise ValueError(f"option {option!r} has no tokens")
         return ids
 
-    def _logprobs(self, rows: Sequence[Sequence[int]], keep: int) -> Any:
-        """Log-softmax over the vocabulary at the last `keep` positions of each row: (rows, keep, V)."""
+    def _logprobs(self, rows: Sequence[Sequence[int]], keep: int,
+                  opening: tuple[int, Any] | None = None) -> Any:
+        """Log-softmax over the vocabulary at the last `keep` positions of each row: (rows, keep, V).
+        With `opening` (its length and cache), the rows' first tokens come from the cache."""
         import torch
 
+        n, cache = opening if opening is not None else (0, None)
         width = max(map(len, rows))
         pad = self.tokenizer.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(r)) + list(r) for r in rows])
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-        # Left padding as in generation, so every row ends at the same column and only the last
-        # `keep` logits are computed; positions count real tokens only, so a padded row sees the
-        # same positions (hence the same scores) as the row alone.
+        # Left padding as in generation (after the opening), so every row ends at the same column
+        # and only the last `keep` logits are computed; positions count real tokens only, so a
+        # padded row sees the same positions (hence the same scores) as the row alone.
+        ids = torch.tensor([[*r[:n], *[pad] * (width - len(r)), *r[n:]] for r in rows])
+        mask = torch.tensor([[1] * n + [0] * (width - len(r)) + [1] * (len(r) - n) for r in rows])
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        args: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": pos}
+        args: dict[str, Any] = {"input_ids": ids[:, n:], "attention_mask": mask, "position_ids": pos[:, n:]}
         args = {k: v.to(self.model.device) for k, v in args.items()}
+        if cache is not None:
+            args["cache"] = _copies(cache, len(rows))
         # Only the last `keep` positions are needed: skip the vocabulary projection elsewhere
         # where the model class allows it (most do); otherwise compute all logits and slice.
         if "logits_to_keep" in inspect.signature(self.model.forward).parameters:
             args["logits_to_keep"] = keep
         with torch.inference_mode():
-            logits = self.model(**args, use_cache=False).logits
+            logits = self.model(**args, use_cache=cache is not None).logits
             return logits[:, -keep:].float().log_softmax(-1).cpu()
 
 
@@ -240,6 +241,15 @@ def _rows(prompts: Sequence[Sequence[int]]) -> int:
 def _batches(count: int, size: int) -> list[list[int]]:
     """Indices in request order, `size` at a time."""
     return [list(range(i, min(i + size, count))) for i in range(0, count, size)]
+
+
+def _copies(cache: Any, rows: int) -> Any:
+    """The opening's cache once per row of a batch, a copy (the forward pass appends to it)."""
+    import copy
+
+    out = copy.deepcopy(cache)
+    out.batch_repeat_interleave(rows)
+    return out
 
 
 def _full_attention(config: Any) -> bool:
