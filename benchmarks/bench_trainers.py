@@ -241,7 +241,8 @@ def main() -> None:
 
 def report(r: dict) -> str:
     accel = "" if r["accel_peak_gb"] is None else f" | accelerator peak {r['accel_peak_gb']:.2f} GB"
-    pad = "" if r["processed"] is None else f" | processed {100 * r['processed']:3.0f}% of them"
+    pad = "" if r["processed"] is None else f" | processed {100 * r['processed']:3.0f}% of them" + (
+        f" (padding {100 * (1 - 1 / r['processed']):4.1f}%)" if r["processed"] > 1 else "")
     mfu = "" if r["mfu"] is None else f" | MFU {100 * r['mfu']:4.1f}% of {r['peak_formula']}"
     name = f"{r['backend']} {r['variant']}".strip()
     return (f"{name:26} {r['tok_s']:7.1f} own tok/s{pad} | {r['s_per_step']:6.2f} s/step{mfu} | "
