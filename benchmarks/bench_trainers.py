@@ -163,7 +163,8 @@ def child(args: argparse.Namespace) -> None:
            "steps": adapter.steps, "s_per_step": steady, "tok_s": tok_s, "processed": processed,
            "own_tokens": adapter.tokens, "padded_tokens": adapter.padded_tokens, "train_s": adapter.seconds,
            "wall_s": wall,
-           "mfu": None if peak is None else tok_s * min(1, processed or 1) * 4 * matmul_params(model_dir) / peak[0],
+           "mfu": None if peak is None else tok_s * min(1, processed or 1) * 4 * matmul_params(model_dir)
+           / peak[0],
            "peak_formula": None if peak is None else peak[1],
            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 1e9,
            "accel_peak_gb": accelerator_peak(), "python": sys.executable}
