@@ -96,7 +96,7 @@ class HFGenerator:
         prompts = [self._prompt_ids(r) for r in requests]
         opening = self._opening(prompts)
         out: list[Completion] = []
-        for batch in _batches(len(prompts), self.batch_size or _rows(prompts)):
+        for batch in _batches(len(prompts), self.batch_size or _batch_rows(prompts)):
             caps = [requests[i].max_tokens or self.max_new_tokens for i in batch]
             for i, done in zip(batch, self._batch([prompts[i] for i in batch], max(caps), opening),
                                strict=True):
@@ -135,21 +135,17 @@ class HFGenerator:
         import torch
 
         n, cache = opening if opening is not None else (0, None)
-        width = max(map(len, prompts))
-        pad = self.tokenizer.pad_token_id
-        # The padding goes between the opening and each prompt's own part, masked out; positions
-        # count real tokens, so every row sees what it would see alone.
-        ids = torch.tensor([[*p[:n], *[pad] * (width - len(p)), *p[n:]] for p in prompts])
-        mask = torch.tensor([[1] * n + [0] * (width - len(p)) + [1] * (len(p) - n) for p in prompts])
+        ids, mask = _padded(prompts, n, self.tokenizer.pad_token_id)
         extra = {"cache": _copies(cache, len(prompts))} if cache is not None else {}
         start = time.perf_counter()
         with torch.inference_mode():
             gen = self.model.generate(
                 input_ids=ids.to(self.model.device), attention_mask=mask.to(self.model.device),
-                max_new_tokens=cap, do_sample=False, pad_token_id=pad,
+                max_new_tokens=cap, do_sample=False, pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=stop_token_ids(self.tokenizer), **extra,
             )
         seconds = (time.perf_counter() - start) / len(prompts)
+        width = ids.shape[1]
         return [self._completion(gen[i, width:], len(p), seconds) for i, p in enumerate(prompts)]
 
     def _completion(self, new: Any, prompt_tokens: int, seconds: float) -> Completion:
@@ -169,8 +165,7 @@ class HFGenerator:
             raise ValueError("no options to score")
         opt_ids = [self._option_ids(o) for o in options]
         feeds, where = _shared_feeds(opt_ids)
-        prompts = [self.tokenizer(render_prompt(self.tokenizer, r.messages),
-                                  add_special_tokens=False)["input_ids"] for r in requests]
+        prompts = [self._prompt_ids(r) for r in requests]
         # Longest prompts first, so a batch holds rows of similar length and pads little.
         order = sorted(range(len(requests)), key=lambda i: -len(prompts[i]))
         per_batch = max(1, (batch_size or self.batch_size or 8) // len(feeds))
@@ -204,13 +199,10 @@ class HFGenerator:
         import torch
 
         n, cache = opening if opening is not None else (0, None)
-        width = max(map(len, rows))
-        pad = self.tokenizer.pad_token_id
-        # Left padding as in generation (after the opening), so every row ends at the same column
-        # and only the last `keep` logits are computed; positions count real tokens only, so a
-        # padded row sees the same positions (hence the same scores) as the row alone.
-        ids = torch.tensor([[*r[:n], *[pad] * (width - len(r)), *r[n:]] for r in rows])
-        mask = torch.tensor([[1] * n + [0] * (width - len(r)) + [1] * (len(r) - n) for r in rows])
+        # Padded as in generation, so every row ends at the same column and only the last `keep`
+        # logits are computed; positions count real tokens only, so a padded row sees the same
+        # positions (hence the same scores) as the row alone.
+        ids, mask = _padded(rows, n, self.tokenizer.pad_token_id)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         args: dict[str, Any] = {"input_ids": ids[:, n:], "attention_mask": mask, "position_ids": pos[:, n:]}
         args = {k: v.to(self.model.device) for k, v in args.items()}
@@ -232,7 +224,7 @@ MAX_BATCH = 32
 MIN_OPENING = 8
 
 
-def _rows(prompts: Sequence[Sequence[int]]) -> int:
+def _batch_rows(prompts: Sequence[Sequence[int]]) -> int:
     """Rows per batch when the caller sets none: BATCH_TOKENS over the longest prompt, 1 to MAX_BATCH."""
     longest = max((len(p) for p in prompts), default=1)
     return max(1, min(MAX_BATCH, BATCH_TOKENS // longest))
@@ -241,6 +233,18 @@ def _rows(prompts: Sequence[Sequence[int]]) -> int:
 def _batches(count: int, size: int) -> list[list[int]]:
     """Indices in request order, `size` at a time."""
     return [list(range(i, min(i + size, count))) for i in range(0, count, size)]
+
+
+def _padded(rows: Sequence[Sequence[int]], opening: int, pad: int) -> tuple[Any, Any]:
+    """Token ids and attention mask of rows padded on the left of their own part: the shared
+    opening (its first `opening` tokens, identical in every row) stays in front, so it can come
+    from one cache, and every row ends at the same column. Padding is masked out."""
+    import torch
+
+    width = max(map(len, rows))
+    ids = torch.tensor([[*r[:opening], *[pad] * (width - len(r)), *r[opening:]] for r in rows])
+    mask = torch.tensor([[1] * opening + [0] * (width - len(r)) + [1] * (len(r) - opening) for r in rows])
+    return ids, mask
 
 
 def _copies(cache: Any, rows: int) -> Any:
