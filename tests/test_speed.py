@@ -92,6 +92,22 @@ def _load(model: Path):
     return AutoModelForCausalLM.from_pretrained(str(model))
 
 
+def test_the_shared_prefix_row_needs_sdpa_and_no_sliding_window():
+    from types import SimpleNamespace
+
+    from pada_local.backends.batches import supports_custom_mask
+
+    def model(attn: str, **config: object) -> SimpleNamespace:
+        return SimpleNamespace(config=SimpleNamespace(_attn_implementation=attn, **config))
+
+    assert supports_custom_mask(model("sdpa"))
+    assert supports_custom_mask(model("sdpa", layer_types=["full_attention"] * 2, sliding_window=4096))
+    assert not supports_custom_mask(model("flash_attention_2"))
+    assert not supports_custom_mask(model("eager"))
+    assert not supports_custom_mask(model("sdpa", layer_types=["sliding_attention", "full_attention"]))
+    assert not supports_custom_mask(model("sdpa", sliding_window=4096))
+
+
 def test_the_shared_prefix_row_sees_what_each_example_sees_alone():
     """Each block attends to the opening and to itself, causally, at its own positions; the
     opening and every block's first token are never targets."""

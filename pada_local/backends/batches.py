@@ -72,6 +72,16 @@ def example_tokens(position_ids: Any) -> int:
 
 def supports_custom_mask(model: Any) -> bool:
     """A 4D boolean mask goes to torch's scaled-dot-product attention unchanged; other kernels
-    (flash attention, eager's additive masks, Unsloth's) are left to the padding-free layout."""
+    (flash attention, eager's additive masks, Unsloth's) are left to the padding-free layout, and
+    so are models with sliding-window layers (the custom mask would replace their window)."""
     config = getattr(model, "config", None)
-    return getattr(config, "_attn_implementation", None) == "sdpa"
+    return getattr(config, "_attn_implementation", None) == "sdpa" and full_attention(config)
+
+
+def full_attention(config: Any) -> bool:
+    """Every layer attends to the whole context (no sliding window): a shared opening's keys and
+    values, or one mask for all layers, then mean the same in every layer."""
+    types = getattr(config, "layer_types", None)
+    if types:
+        return all(t == "full_attention" for t in types)
+    return not getattr(config, "sliding_window", None)

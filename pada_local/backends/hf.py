@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import ModelError
 from .base import ChatRequest, Completion, OnItem
+from .batches import full_attention
 
 
 def pick_device() -> str:
@@ -119,7 +120,7 @@ class HFGenerator:
         import torch
         from transformers import DynamicCache
 
-        if not prompts or not _full_attention(self.model.config):
+        if not prompts or not full_attention(self.model.config):
             return None
         n = min(len(os.path.commonprefix([list(p) for p in prompts])), min(map(len, prompts)) - 1)
         if n < MIN_OPENING:
@@ -254,14 +255,6 @@ def _copies(cache: Any, rows: int) -> Any:
     out = copy.deepcopy(cache)
     out.batch_repeat_interleave(rows)
     return out
-
-
-def _full_attention(config: Any) -> bool:
-    """Every layer attends to the whole context (a cached opening is then exactly reusable)."""
-    types = getattr(config, "layer_types", None)
-    if types:
-        return all(t == "full_attention" for t in types)
-    return not getattr(config, "sliding_window", None)
 
 
 @dataclass(frozen=True)
