@@ -21,7 +21,7 @@ from .events import Reporter, StageProgress, silent
 from .leakage import LeakGuard
 from .prompts import GradeReply, JudgeReply, SolveReply, render, student_messages
 from .records import Candidate, Verdict
-from .scoring import Scorer
+from .scoring import Scorer, offered_letters
 from .textsim import NgramIndex
 
 # Words of the generation prompts (prompts/generate_*.txt) a weak teacher copies into a sample's
@@ -85,6 +85,7 @@ class QualityControl:
         self.integers = integer_answers([ex.output for ex in train])
         # (an echo the task's own inputs also contain is the task's wording, not a copy)
         self.echoes = [e for e in PROMPT_ECHOES if not any(e in ex.input.lower() for ex in train)]
+        self.options_needed = _options_laid_out(task, scorer, train)
         self.guard = guard if guard is not None else LeakGuard(held_out, near=cfg.dup_ngram)
         self.held_out = _reference(embedder, [(f"{ex.split} item {ex.id}", ex.input) for ex in held_out])
         self.known = _reference(embedder, [(f"train item {ex.id}", ex.input) for ex in train]
@@ -181,7 +182,7 @@ class QualityControl:
         echo = next((e for e in self.echoes if e in cand.input.lower()), None)
         if echo is not None:
             return f"copies the prompt: the input contains {echo!r}"
-        problem = self.scorer.format_problem(cand.output)
+        problem = self.scorer.format_problem(cand.output) or self._options_problem(cand)
         if problem is not None:
             return f"wrong format: {problem}"
         hit = self.held_out.nearest(cand.input, vector, self.cfg)
@@ -193,6 +194,19 @@ class QualityControl:
         hit = self.known.nearest(cand.input, vector, self.cfg)
         if hit is not None:
             return f"duplicate of {hit[0]} ({hit[1]:.2f})"
+        return None
+
+    def _options_problem(self, cand: Candidate) -> str | None:
+        """A choice task whose inputs lay out their options: a sample must offer its own answer."""
+        if not self.options_needed:
+            return None
+        letter = self.scorer.extract(cand.output)
+        offered = offered_letters(cand.input, self.task.scorer.choices)
+        if letter not in offered:
+            return f"the input lays out no option {letter}, its answer"
+        if len(offered) < self.options_needed:
+            return (f"the input lays out only option{'s' * (len(offered) > 1)} {', '.join(sorted(offered))}; "
+                    f"every train item lays out at least {self.options_needed}")
         return None
 
     def _confirm(self, cand: Candidate) -> Verdict:
@@ -285,6 +299,17 @@ class QualityControl:
             return Verdict(cand.key, False, f"judge score {score} < {self.cfg.judge_threshold}: {why[:120]}",
                            score, spent)
         return Verdict(cand.key, True, f"{confirmed.reason}; judge score {score}", score, spent)
+
+
+def _options_laid_out(task: TaskConfig, scorer: Scorer, train: Sequence[Example]) -> int:
+    """For a choice task whose D_train inputs lay out lettered options, the answer's among them
+    (nine in ten at least), the fewest options one lays out; else 0: no check. A weak teacher
+    often writes a bare statement for a letter ("The SI unit of mass is the kilogram." as C)."""
+    if task.scorer.kind != "choice" or not train:
+        return 0
+    counts = [len(offered) for ex in train
+              if scorer.extract(ex.output) in (offered := offered_letters(ex.input, task.scorer.choices))]
+    return min(counts) if len(counts) >= 0.9 * len(train) else 0
 
 
 def _parallel(gen: Generator) -> bool:

@@ -215,6 +215,18 @@ def _letter_pattern(choices: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![\w'\u2019])(?<!\w[.-])([{letters}])(?![\w'\u2019]|[.-]\w)")
 
 
+def offered_letters(text: str, choices: str) -> set[str]:
+    """The option letters `text` lays out ("A. ...", "(B) ...", "C) ...", "D: ..."), upper case.
+    A letter that ends a sentence ("vitamin A.") counts too: the check it serves is lenient."""
+    return {m.group(1).upper() for m in _option_pattern(choices).finditer(text)}
+
+
+@lru_cache(maxsize=16)
+def _option_pattern(choices: str) -> re.Pattern[str]:
+    letters = re.escape(choices.upper() + choices.lower())
+    return re.compile(rf"(?<![^\s(\[])([{letters}])(?=[.):\]](?:\s|$))")
+
+
 def _is_word(text: str, m: re.Match[str]) -> bool:
     """The letter is the article "a" or the pronoun "I", not a choice."""
     if m.group(1).lower() not in ("a", "i"):

@@ -6,7 +6,7 @@ import pytest
 
 from pada_local.config import ScorerConfig
 from pada_local.errors import ConfigError
-from pada_local.scoring import Scorer
+from pada_local.scoring import Scorer, offered_letters
 
 
 def s(**kw: Any) -> Scorer:
@@ -219,3 +219,16 @@ REGEX_CASES = [
 @pytest.mark.parametrize(("pattern", "prediction", "reference", "expected"), REGEX_CASES)
 def test_regex_table(pattern: str, prediction: str, reference: str, expected: float) -> None:
     assert s(kind="regex", pattern=pattern).score(prediction, reference) == expected
+
+
+@pytest.mark.parametrize("text, letters", [
+    ("Which is a mammal?\nA. shark\nB. whale\nC. trout\nD. squid", "ABCD"),
+    ("Which is a mammal? (A) shark (B) whale", "AB"),
+    ("Which is a mammal? a) shark b) whale c) trout", "ABC"),
+    ("A: shark B: whale [C] trout", "ABC"),
+    ("The SI unit of mass is a kilogram.", ""),  # the article "a", no option
+    ("Vitamin A.B12 and e.g. iron", ""),
+    ("Options: E. eel", ""),  # E is not among the choices
+])
+def test_offered_letters_reads_laid_out_options(text: str, letters: str) -> None:
+    assert offered_letters(text, "ABCD") == set(letters)

@@ -302,6 +302,32 @@ def test_an_input_that_copies_the_prompt_is_rejected_unless_the_task_writes_so()
     assert kept.accepted  # the task's own inputs say "correct answer:": not a copy of the prompt
 
 
+CHOICE_TASK = TaskConfig(name="science", description="Pick the right option.", answer_format="A, B, C or D",
+                         scorer=ScorerConfig(kind="choice", choices="ABCD"))
+
+
+def test_a_choice_sample_must_lay_out_its_answer_when_the_task_does() -> None:
+    train = [Example(f"t{i}", f"Question {i}?\nA. one\nB. two\nC. three\nD. four", "ABCD"[i % 4])
+             for i in range(9)] + [Example("t9", "Question 9? (A) one (B) two (C) three", "B")]
+    qc = _qc(CHOICE_TASK, Scripted([]), Trust(False, False, "weak"), train, unconfirmed="keep")
+    assert qc.options_needed == 3  # the fewest a train item lays out
+    bare, short, wrong, fine = qc.review([
+        _cand("a", "The SI unit of mass is a kilogram.", "C", target="C"),
+        _cand("b", "Which is a gas?\nA. helium\nB. iron", "B", target="B"),
+        _cand("c", "Which is a gas?\nA. helium\nB. iron\nC. salt", "D", target="D"),
+        _cand("d", "Which is a metal?\nA) helium\nB) iron\nC) salt\nD) water", "B", target="B")])
+    assert bare.reason == "wrong format: the input lays out no option C, its answer"
+    assert short.reason == ("wrong format: the input lays out only options A, B; "
+                            "every train item lays out at least 3")
+    assert wrong.reason == "wrong format: the input lays out no option D, its answer"
+    assert fine.accepted, fine.reason
+    # A choice task whose inputs do not lay out options (the letters name fixed meanings) has no such rule.
+    plain = [Example(f"t{i}", f"Statement {i}.", "AB"[i % 2]) for i in range(10)]
+    qc = _qc(CHOICE_TASK, Scripted([]), Trust(False, False, "weak"), plain, unconfirmed="keep")
+    assert qc.options_needed == 0
+    assert qc.review([_cand("a", "Another statement.", "A", target="A")])[0].accepted
+
+
 def test_a_trusted_teacher_confirms_a_chosen_label_by_re_solving() -> None:
     teacher = Scripted([SolveReply(answer="positive"), JudgeReply(score=4, reason="fine"),
                         SolveReply(answer="positive")])
