@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q "$(TORCH_SPEC)" $(TORCH_ARGS)
 	$(PY) -m pip install -q -e ".[dev]"
 	$(VENV)/bin/pada models --prepare
-	$(PY) -m pada_local.converter --fetch
+	$(PY) -m pada_local.export.converter --fetch
 	touch $(STAMP)
 
 demo: setup

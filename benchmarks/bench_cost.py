@@ -81,7 +81,7 @@ def where() -> str:
 
 def own_task() -> tuple[Any, Any]:
     from pada_local import config
-    from pada_local.data import load_splits
+    from pada_local.data.splits import load_splits
 
     cfg = config.load(OWN_TASK)
     return cfg, load_splits(cfg.data)
@@ -188,8 +188,8 @@ def child_teacher(args: argparse.Namespace) -> dict[str, Any]:
     from pada_local import models
     from pada_local.backends.base import ChatRequest
     from pada_local.backends.llama_cpp import LlamaCppGenerator
-    from pada_local.generate import job_messages, reply_schema
     from pada_local.records import Job
+    from pada_local.stages.generate import job_messages, reply_schema
 
     cfg, splits = own_task()
     labels = cfg.task.scorer.labels
@@ -251,7 +251,7 @@ def round_counts(n: int, v: int, t: int) -> dict[str, int]:
 def longest_row(model_dir: Path) -> int:
     from pada_local.backends.hf import load_tokenizer
     from pada_local.backends.lengths import example_length
-    from pada_local.train import training_examples
+    from pada_local.stages.train import training_examples
 
     cfg, splits = own_task()
     tok = load_tokenizer(model_dir)

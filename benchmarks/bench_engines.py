@@ -183,9 +183,9 @@ def round_requests(budget: int, exemplar_sets: int | None = None) -> list[ChatRe
     import random
 
     from pada_local import config
-    from pada_local.data import load_splits
-    from pada_local.generate import job_messages, plan_jobs, reply_schema
+    from pada_local.data.splits import load_splits
     from pada_local.records import EvalRow, Pattern
+    from pada_local.stages.generate import job_messages, plan_jobs, reply_schema
 
     cfg = config.load(Path(skills.__file__).with_name("skills.yaml"))  # the demo's own config
     train = load_splits(cfg.data).train

@@ -11,7 +11,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .data import Example
+from .errors import PadaError
+from .records import Example, Sample
 from .textsim import normalize, shingles
 
 REDACTED = "[held-out example removed]"
@@ -92,6 +93,25 @@ class LeakGuard:
 
     def check_all(self, texts: Sequence[str]) -> list[tuple[int, Leak]]:
         return [(i, leak) for i, text in enumerate(texts) for leak in self.find(text)]
+
+    def safe(self, text: str, fallback: str) -> str:
+        """Teacher text with any held-out item removed; the fallback if a near copy stays."""
+        scrubbed = self.scrub(text)
+        return fallback if self.find(scrubbed) else scrubbed
+
+    def allows(self, word: str) -> bool:
+        """A word that is (part of) no held-out item: it may be shown as a keyword."""
+        return not self.find(word) and self.scrub(word) == word
+
+    def require_clean(self, samples: Sequence[Sample]) -> None:
+        """The last line of defence before training: an accepted sample that matches a held-out
+        item stops the run (quality control rejects these; only a human "accept" brings one back)."""
+        leaks = self.check_all([x.input for x in samples])
+        if leaks:
+            first, hit = samples[leaks[0][0]], leaks[0][1]
+            raise PadaError(f"leakage guard: {len(leaks)} accepted samples match held-out items "
+                            f"(e.g. candidate {first.id} matches {hit.split} item {hit.item_id})",
+                            hint="reject those samples (a human verdict), then resume the run")
 
 
 # A quoted span: straight, curly or angle double quotes, backticks, or single quotes that are

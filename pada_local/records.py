@@ -1,16 +1,38 @@
-"""Records that cross stage boundaries: frozen dataclasses, and nothing else.
+"""Records that cross stage boundaries: frozen dataclasses (and the reason kinds of a verdict).
 
-Stages produce and consume these; the run ledger (runs.py) maps them to and from stored
+Stages produce and consume these; the run ledger (ledger/runs.py) maps them to and from stored
 rows. Keeping them here is what lets stages import records instead of each other.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
+from typing import Any
 
-from .backends.base import Completion
-from .data import Example
+from .backends.base import Completion, StepInfo
+
+Turn = tuple[str, str]  # (role, content): a pair, not a dict, so an Example stays hashable
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled item of a split, as the data readers make it and every stage sees it."""
+
+    id: str
+    input: str  # the (last) user turn
+    output: str  # the answer to it: the final assistant turn
+    system: str | None = None
+    split: str = "train"
+    source: str = ""  # "file:line" (or "folder[row]"), for messages that point at the record
+    # A conversation's turns before `input` (user and assistant, no system): the student sees
+    # them in training and evaluation, the teacher in analysis. Empty for single-turn items.
+    context: tuple[Turn, ...] = ()
+
+    def full_input(self) -> str:
+        """Every input turn's text (earlier turns, then the last user turn), for comparisons."""
+        return "\n".join([*(content for _, content in self.context), self.input])
 
 
 @dataclass(frozen=True)
@@ -26,6 +48,11 @@ class EvalRow:
     completion_tokens: int = 0
     prompt_tokens: int = 0
     logprobs: dict[str, float] | None = None  # per option, in log-likelihood mode
+
+    @property
+    def failed(self) -> bool:
+        """The method's failure criterion, Fail(x, y, y^): a score of 0."""
+        return self.score == 0
 
 
 @dataclass(frozen=True)
@@ -98,16 +125,67 @@ class Candidate:
     expression: str | None = None  # the teacher's computation (computed answers)
 
 
+class Reason(str, Enum):
+    """What kind of decision a verdict is: counted by kind, so nobody parses a reason's text."""
+
+    ACCEPTED = "accepted"
+    UNPARSEABLE = "unparseable"
+    COPIES_PROMPT = "copies the prompt"
+    WRONG_FORMAT = "wrong format"
+    CONTAMINATION = "contamination"
+    DUPLICATE = "duplicate"
+    NOT_CONFIRMED = "answer not confirmed"
+    NOT_COMPUTED = "answer not computed"
+    STUDENT_DOUBTS = "student doubts the label"
+    JUDGE_LOW = "judge score too low"
+    JUDGE_INVALID = "judge reply invalid"
+    LABEL_BALANCE = "label balance"
+
+
 @dataclass(frozen=True)
 class Verdict:
-    """Quality control's decision on one candidate."""
+    """Quality control's decision on one candidate: its kind, and the reason in words."""
 
     key: str
-    accepted: bool
+    kind: Reason
     reason: str
     judge_score: float | None = None
     completions: tuple[Completion, ...] = ()
     output: str | None = None  # set when the task verifier corrected the answer
+
+    @property
+    def accepted(self) -> bool:
+        return self.kind is Reason.ACCEPTED
+
+
+@dataclass(frozen=True)
+class Trust:
+    """What the teacher check allows: may the teacher's re-solve, and the judge's score, decide?"""
+
+    teacher: bool = True
+    judge: bool = True
+    why: str = ""  # the check's plain line, quoted in a rejection
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A file a stage made (an adapter, a training set), with its checksum and size."""
+
+    kind: str
+    path: Path
+    sha256: str
+    bytes: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What the train stage made: the adapter, its training history and the files to record."""
+
+    adapter: Path
+    n_train: int  # the examples the trainer kept
+    history: tuple[StepInfo, ...]  # one per logged step
+    artifacts: tuple[Artifact, ...]
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,11 @@ class Scorer:
         return [max(spelled[k], key=lambda s: (spelled[k][s], s)) if k in spelled else text
                 for k, text in named]
 
+    def spelling(self, references: Sequence[str]) -> Callable[[str], str | None]:
+        """A reference -> its label (or letter) as the training references spell it, or None."""
+        spelled = {self.extract(o): o for o in self.options(references)}
+        return lambda ref: spelled.get(self.extract(ref))
+
     def format_problem(self, answer: str) -> str | None:
         """Why `answer` cannot be a reference for this task, or None if it can."""
         if self.cfg.kind == "judge":

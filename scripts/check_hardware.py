@@ -111,9 +111,9 @@ class PeakPerStage:
 
 
 def _run_and_score(config: Path | None, where: str) -> int:
-    from pada_local import loop
     from pada_local.config import load
-    from pada_local.runs import Ledger
+    from pada_local.ledger.runs import Ledger
+    from pada_local.run import loop
     from pada_local.tasks import DEMO_CONFIG
 
     _section(f"3. one round on {'the demo task' if config is None else config} ({where})")
@@ -123,9 +123,9 @@ def _run_and_score(config: Path | None, where: str) -> int:
     peaks = PeakPerStage(where)
     run_id = loop.start(cfg, report=peaks)
     with Ledger.open_existing(work / "runs.db") as ledger:
-        rounds = ledger.rounds(run_id)
+        rounds = ledger.for_run(run_id).rounds()
         last = max(r["round"] for r in rounds if r["adapter_path"])
-        train = ledger.stage_detail(run_id, last, "train") or {}
+        train = ledger.for_run(run_id).stage_detail(last, "train") or {}
         in_process = next(r["test_score"] for r in rounds if r["round"] == last)
         adapter = Path(next(r["adapter_path"] for r in rounds if r["round"] == last))
     print(f"run {run_id} in {work}; trainer: {train.get('backend', cfg.train.backend)} "
@@ -161,11 +161,12 @@ def _scores(work: Path, adapter: Path, in_process: float | None) -> int:
 
 def score(run_config: Path, adapter: Path, mode: str) -> dict[str, Any]:
     """The test-split score of `adapter`, evaluated as the loop does, in this process."""
-    from pada_local import loop
-    from pada_local.backends.hf import HFGenerator, pick_device
+    from pada_local.backends.device import pick_device
+    from pada_local.backends.hf import HFGenerator
     from pada_local.config import load
-    from pada_local.evaluate import accuracy, evaluate
     from pada_local.models import prepare_student, resolve_student
+    from pada_local.run import loop
+    from pada_local.stages.evaluate import accuracy, evaluate
 
     cfg = load(Path(json.loads(run_config.read_text())["config"]), ["loop.rounds=1"])
     prepared = loop.preflight(cfg)

@@ -96,3 +96,18 @@ def tiny_task(folder: Path, seed: int = 123) -> Path:
     path = folder / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def add_run(store, *, name: str | None = "t", task: str = "t", strategy: str = "pada", student: str = "s",
+            teacher: str | None = "t", seed: int = 0, run_id: str | None = None) -> str:
+    """A recorded (not computed) run, as the ledger records one: for tests that need run rows."""
+    from pada_local.ledger.runs import Ledger
+
+    config = {"name": name, "task": {"name": task}, "loop": {"strategy": strategy, "seed": seed},
+              "models": {"student": student, "teacher": teacher}}
+    return Ledger(store).create_run(config=config, versions={}, run_id=run_id)
+
+
+def set_round(store, run_id: str, r: int, **fields) -> None:
+    """A round's summary columns, written as the ledger writes them (an upsert)."""
+    store.write("rounds", [{"run_id": run_id, "round": r, **fields}])

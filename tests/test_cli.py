@@ -15,7 +15,7 @@ from pada_local.cli import main
 
 def test_help_does_not_import_heavy_libraries():
     # The harlequin habit: import the CLI in a fresh interpreter and look at sys.modules.
-    code = ("import sys; from pada_local import cli; cli._parser();"
+    code = ("import sys; from pada_local import arguments, cli; arguments.build();"
             "heavy = [m for m in ('torch', 'transformers', 'llama_cpp', 'sentence_transformers', 'textual', 'peft')"
             " if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

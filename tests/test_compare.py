@@ -4,17 +4,16 @@ killed comparison resumes without redoing finished runs, and the report holds to
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pada_local import compare, loop
 from pada_local.config import load, load_raw
 from pada_local.errors import Cancelled
-from pada_local.report import comparison_report
-from pada_local.runs import Ledger
-from pada_local.stats import mean_sd, paired_bootstrap
+from pada_local.ledger.compare_report import comparison_report
+from pada_local.ledger.runs import Ledger
+from pada_local.ledger.stats import mean_sd, paired_bootstrap
+from pada_local.run import compare, loop
 
 from .conftest import tiny_task
 
@@ -64,7 +63,7 @@ def _cells(g: dict[str, Any]) -> dict[tuple[str, int], str]:
 
 
 def _adapter_sha(ledger: Ledger, run_id: str, r: int) -> str:
-    rows = [a for a in ledger.artifacts(run_id, kind="adapter") if a["round"] == r]
+    rows = [a for a in ledger.for_run(run_id).artifacts(kind="adapter") if a["round"] == r]
     return str(rows[0]["sha256"])
 
 
@@ -83,7 +82,7 @@ def test_round0_is_computed_once_per_seed_and_reused(grid: dict[str, Any]) -> No
     with Ledger.open(grid["store"]) as ledger:
         for seed in (0, 1):
             first, second = cells[("none", seed)], cells[("pada", seed)]
-            r0 = {x["run_id"]: ledger.round(x["run_id"], 0) for x in ledger.comparison_runs(grid["cid"])}
+            r0 = {x["run_id"]: ledger.for_run(x["run_id"]).round(0) for x in ledger.comparison_runs(grid["cid"])}
             assert r0[first]["reused_from"] is None and r0[second]["reused_from"] == first
             assert _adapter_sha(ledger, first, 0) == _adapter_sha(ledger, second, 0)
             assert r0[first]["val_score"] == r0[second]["val_score"]
@@ -101,8 +100,8 @@ def test_seed_reaches_training_and_round0_equals_a_fresh_computation(grid: dict[
     with Ledger.open(cfg.store) as fresh, Ledger.open(grid["store"]) as ledger:
         reused = _cells(grid)[("pada", 1)]
         assert _adapter_sha(fresh, run_id, 0) == _adapter_sha(ledger, reused, 0)
-        assert fresh.round(run_id, 0)["val_score"] == ledger.round(reused, 0)["val_score"]
-        assert fresh.round(run_id, 0)["test_score"] == ledger.round(reused, 0)["test_score"]
+        assert fresh.round(run_id, 0)["val_score"] == ledger.for_run(reused).round(0)["val_score"]
+        assert fresh.round(run_id, 0)["test_score"] == ledger.for_run(reused).round(0)["test_score"]
 
 
 def test_none_trains_as_many_models_as_the_others_each_with_its_round_seed(grid: dict[str, Any]) -> None:
@@ -110,7 +109,7 @@ def test_none_trains_as_many_models_as_the_others_each_with_its_round_seed(grid:
     with Ledger.open(grid["store"]) as ledger:
         for seed in (0, 1):
             none, pada = cells[("none", seed)], cells[("pada", seed)]
-            assert [r["round"] for r in ledger.rounds(none)] == [r["round"] for r in ledger.rounds(pada)] == [0, 1]
+            assert [r["round"] for r in ledger.for_run(none).rounds()] == [r["round"] for r in ledger.for_run(pada).rounds()] == [0, 1]
             shas = [_adapter_sha(ledger, none, r) for r in (0, 1)]
             assert shas[0] != shas[1]  # round 1 retrains on D_train with its own seed
             assert ledger.run(none)["best_round"] is not None

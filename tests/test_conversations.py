@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from pada_local.analyze import analyze_failures
 from pada_local.backends.base import ChatRequest, Completion, OnItem
 from pada_local.config import FieldMap, ScorerConfig, TaskConfig
-from pada_local.data import Example, load_split
+from pada_local.data.shapes import load_split
 from pada_local.errors import DataError
-from pada_local.evaluate import evaluate
 from pada_local.prompts import AnalysisReply, conversation_text, student_messages
-from pada_local.records import EvalRow
+from pada_local.records import EvalRow, Example
 from pada_local.scoring import Scorer
-from pada_local.train import training_examples
+from pada_local.stages.analyze import analyze_failures
+from pada_local.stages.evaluate import evaluate
+from pada_local.stages.train import training_examples
 
 TASK = TaskConfig(name="chat", system_prompt="Default system.", scorer=ScorerConfig(kind="exact"))
 CHAT = [

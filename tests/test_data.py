@@ -9,15 +9,10 @@ from pathlib import Path
 import pytest
 
 from pada_local.config import DataConfig, FieldMap
-from pada_local.data import (
-    Example,
-    Splits,
-    check_splits,
-    cross_split_duplicates,
-    load_split,
-    load_splits,
-)
+from pada_local.data.shapes import load_split
+from pada_local.data.splits import Splits, check_splits, cross_split_duplicates, load_splits
 from pada_local.errors import DataError
+from pada_local.records import Example
 from pada_local.textsim import NgramIndex, jaccard, normalize, shingles
 
 FIELDS = FieldMap()

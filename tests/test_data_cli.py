@@ -8,15 +8,16 @@ from typing import Any
 
 import pytest
 
-from pada_local import data as data_mod
 from pada_local.cli import main
 from pada_local.config import DataConfig, dump, from_dict
-from pada_local.data import load_splits, read_split
-from pada_local.dataset_export import export_dataset
+from pada_local.data import check as data_mod
+from pada_local.data.export import export_dataset
+from pada_local.data.shapes import read_split
+from pada_local.data.splits import load_splits
 from pada_local.errors import DataError
-from pada_local.files import now, sha256_file
-from pada_local.records import Candidate, Pattern, Verdict
-from pada_local.runs import Ledger
+from pada_local.files import sha256_file
+from pada_local.ledger.runs import Ledger
+from pada_local.records import Artifact, Candidate, Pattern, Reason, TrainResult, Verdict
 
 SYSTEM = "Answer briefly."
 
@@ -117,21 +118,20 @@ def stored_run(tmp: Path, multi_turn: bool = True) -> tuple[Path, str, Path]:
     store = tmp / "pada.db"
     with Ledger.open(store) as ledger:
         run_id = ledger.create_run(config=dump(cfg), versions={})
-        ledger.record_patterns(run_id, 1, [Pattern(0, "carries", "sums that carry a ten", 2, "",
-                                                   keywords=("carry", "ten"))], {})
-        ids = ledger.pattern_ids(run_id, 1)
+        run = ledger.for_run(run_id)
+        run.record_patterns(1, [Pattern(0, "carries", "sums that carry a ten", 2, "", keywords=("carry", "ten"))], {})
+        ids = run.pattern_ids(1)
         made = [("k1", "pattern", 0, None, "What is 19 plus 3?", "22"),
                 ("k2", "error", None, "train-0", "What is 2 plus 3?", "5"),
                 ("k3", "pattern", 0, None, "What is 29 plus 3?", "32")]
         for key, source, cluster, origin, text, answer in made:
             candidate = Candidate(key, source, cluster, origin, text, answer, "", None, "p")
-            ledger.add_candidate(run_id, 1, candidate, ids)
-        ledger.record_verdicts(run_id, 1, [Verdict("k1", True, "ok", 4.0), Verdict("k2", True, "ok", 5.0),
-                                           Verdict("k3", False, "judge: score 2", 2.0)], {})
-        k3 = next(c["id"] for c in ledger.candidate_rows(run_id, 1) if c["key"] == "k3")
+            run.add_candidate(1, candidate, ids)
+        run.record_verdicts(1, [Verdict("k1", Reason.ACCEPTED, "ok", 4.0), Verdict("k2", Reason.ACCEPTED, "ok", 5.0),
+                                Verdict("k3", Reason.JUDGE_LOW, "judge: score 2", 2.0)], {})
+        k3 = next(c["id"] for c in run.candidate_rows(1) if c["key"] == "k3")
         ledger.set_human_verdict(k3, "accepted")
-        accepted = [(c["input"], c["output"]) for c in ledger.candidate_rows(run_id, 1)
-                    if c["effective"] == "accepted"]
+        accepted = [(c["input"], c["output"]) for c in run.candidate_rows(1) if c["effective"] == "accepted"]
         head = [{"role": "system", "content": SYSTEM}]
         chats = [head + m for m in (ORIGINAL if multi_turn else ORIGINAL[:1])]
         chats += [head + [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
@@ -139,9 +139,8 @@ def stored_run(tmp: Path, multi_turn: bool = True) -> tuple[Path, str, Path]:
         folder = tmp / "runs" / run_id / "round-1"
         folder.mkdir(parents=True)
         train_file = write_lines(folder / "train.jsonl", [{"messages": m} for m in chats])
-        artifact = {"kind": "train_set", "path": str(train_file), "sha256": sha256_file(train_file),
-                    "bytes": train_file.stat().st_size, "created_at": now(), "meta_json": "{}"}
-        ledger.record_training(run_id, 1, [], [artifact], {}, folder / "adapter", len(chats))
+        artifact = Artifact("train_set", train_file, sha256_file(train_file), train_file.stat().st_size)
+        run.record_training(1, TrainResult(folder / "adapter", len(chats), (), (artifact,)), {})
     return store, run_id, train_file
 
 

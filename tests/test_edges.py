@@ -12,9 +12,11 @@ import pytest
 
 from pada_local.cli import main
 from pada_local.errors import PadaError
-from pada_local.records import EvalRow
-from pada_local.runs import Ledger
-from pada_local.store import RunStore
+from pada_local.ledger.runs import Ledger
+from pada_local.ledger.store import RunStore
+from pada_local.records import EvalRow, TrainResult
+
+from .conftest import add_run
 
 CFG = {"name": "x", "task": {"name": "t"}, "loop": {"strategy": "pada", "seed": 0},
        "models": {"student": "s", "teacher": "t"}}
@@ -49,9 +51,8 @@ def test_config_that_is_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 def test_runs_piped_keeps_the_id_whole(tmp_path: Path) -> None:
     with RunStore(tmp_path / "r.db") as store:
-        ids = [store.create_run(name="a rather long run name to squeeze the table", task="sentiment-long-name",
-                                strategy="paraphrase", student="smollm2-135m", teacher="smollm2-135m",
-                                config=CFG, seed=0, versions={}) for _ in range(2)]
+        ids = [add_run(store, name="a rather long run name to squeeze the table", task="sentiment-long-name",
+                       strategy="paraphrase", student="smollm2-135m", teacher="smollm2-135m") for _ in range(2)]
     done = _pada(["runs", "--store", str(tmp_path / "r.db")], tmp_path, COLUMNS="80")
     assert done.returncode == 0
     for run_id in ids:
@@ -60,12 +61,10 @@ def test_runs_piped_keeps_the_id_whole(tmp_path: Path) -> None:
 
 def test_a_burst_of_runs_gets_distinct_ids(tmp_path: Path) -> None:
     with RunStore(tmp_path / "r.db") as store:
-        ids = [store.create_run(name=None, task="t", strategy="none", student="s", teacher=None, config=CFG,
-                                seed=0, versions={}) for _ in range(300)]
+        ids = [add_run(store, name=None, strategy="none", teacher=None) for _ in range(300)]
         assert len(set(ids)) == 300
         with pytest.raises(PadaError, match="already exists"):  # an id the user chose is an error
-            store.create_run(id=ids[0], name=None, task="t", strategy="none", student="s", teacher=None,
-                             config=CFG, seed=0, versions={})
+            add_run(store, name=None, strategy="none", teacher=None, run_id=ids[0])
 
 
 @pytest.mark.parametrize("stage", ["zero_shot", "train", "eval", "quality"])
@@ -74,20 +73,21 @@ def test_a_crash_between_stage_rows_and_round_summary_writes_neither(tmp_path: P
     two leaves the stage undone (so a resume redoes it), never a done stage without its summary."""
     with Ledger.open(tmp_path / "r.db") as ledger:
         run_id = ledger.create_run(config=CFG, versions={})
-        ledger.open_round(run_id, 0)
+        ledger.for_run(run_id).open_round(0)
 
         def boom(*_: object, **__: object) -> None:
             raise KeyboardInterrupt  # what a kill at that point looks like to the transaction
 
-        ledger.store.upsert_round = boom  # type: ignore[method-assign]
+        run = ledger.for_run(run_id)
+        run._upsert_round = boom  # type: ignore[method-assign]
         row = EvalRow("v1", "validation", "q", "a", "a", 1.0)
-        write = {"zero_shot": lambda: ledger.record_zero_shot(run_id, [row], {}, 1.0, None),
-                 "train": lambda: ledger.record_training(run_id, 0, [], [], {}, tmp_path / "adapter", 3),
-                 "eval": lambda: ledger.record_eval(run_id, 0, [row], [], {},
-                                                    {"validation": 1.0, "test": None, "train": None}),
-                 "quality": lambda: ledger.record_verdicts(run_id, 0, [], {})}[stage]
+        trained = TrainResult(tmp_path / "adapter", 3, (), ())
+        write = {"zero_shot": lambda: run.record_zero_shot([row], {}, {"validation": 1.0, "test": None}),
+                 "train": lambda: run.record_training(0, trained, {}),
+                 "eval": lambda: run.record_eval(0, [row], [], {}, {"validation": 1.0, "test": None, "train": None}),
+                 "quality": lambda: run.record_verdicts(0, [], {})}[stage]
         with pytest.raises(KeyboardInterrupt):
             write()
-        assert not ledger.stage_done(run_id, 0, stage)
-        assert ledger.eval_items(run_id, 0, "validation", model="zero-shot") == []
-        assert ledger.eval_items(run_id, 0, "validation") == []
+        assert not ledger.for_run(run_id).stage_done(0, stage)
+        assert ledger.for_run(run_id).eval_items(0, "validation", model="zero-shot") == []
+        assert ledger.for_run(run_id).eval_items(0, "validation") == []

@@ -19,11 +19,12 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, Field
 
-from pada_local import loop
 from pada_local.backends.base import ChatRequest
 from pada_local.backends.openai_endpoint import OpenAIGenerator, url_warnings
 from pada_local.config import dump, load
 from pada_local.errors import ConfigError, ModelError, PadaError
+from pada_local.run import loop
+from pada_local.run.preflight import preflight
 
 from .conftest import tiny_task
 
@@ -171,21 +172,22 @@ def test_the_key_is_never_in_the_saved_config(tmp_path, server, key):
 
 def test_preflight_probes_the_server_not_a_gguf(tmp_path, server, key):
     with pytest.raises(PadaError, match="not served there") as err:
-        loop.preflight(_endpoint_config(tmp_path, server, "models.teacher_endpoint.model=nope"))
+        preflight(_endpoint_config(tmp_path, server, "models.teacher_endpoint.model=nope"))
     assert server in str(err.value)
 
 
 @pytest.mark.slow
 def test_a_tiny_run_with_the_teacher_behind_the_server(tmp_path, server, key):
-    from pada_local.store import RunStore
+    from pada_local.ledger.runs import Ledger
+    from pada_local.ledger.store import RunStore
 
     cfg = _endpoint_config(tmp_path, server, "loop.budget=4", "loop.analysis_cap=2")
     run_id = loop.start(cfg)
     with RunStore(cfg.store) as store:
-        run = store.run(run_id)
+        run = Ledger(store).run(run_id)
         assert run["status"] == "finished" and run["teacher"] == f"openai:{server}#{MODEL}"
         assert store.count("candidates", run_id) > 0
-        assert {(1, "generate"), (1, "quality")} <= {(s["round"], s["stage"]) for s in store.stages(run_id)}
+        assert {(1, "generate"), (1, "quality")} <= {(s["round"], s["stage"]) for s in store.rows("stages", run_id)}
     found = [p for p in tmp_path.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()]
     assert found == []
 
@@ -332,7 +334,8 @@ def test_server_killed_mid_generation_then_resume(tmp_path, teacher_gguf, key, s
     unchanged (not requested again), and the job keys equal an uninterrupted run's."""
     import sqlite3
 
-    from pada_local.store import RunStore
+    from pada_local.ledger.runs import Ledger
+    from pada_local.ledger.store import RunStore
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}/v1"
@@ -365,9 +368,9 @@ def test_server_killed_mid_generation_then_resume(tmp_path, teacher_gguf, key, s
         err = (tmp_path / "run.err").read_text()
         assert run.returncode != 0 and url in err, err[-2000:]
         with RunStore(cfg.store) as store:
-            run_id = store.runs()[0]["id"]
+            run_id = Ledger(store).runs()[0]["id"]
             before = {c["key"]: c for c in store.rows("candidates", run_id, 1)}
-            assert 0 < len(before) < 8 and not store.stage_done(run_id, 1, "generate")
+            assert 0 < len(before) < 8 and not Ledger(store).for_run(run_id).stage_done(1, "generate")
         proc = _start_server(teacher_gguf, port, log)
         out = subprocess.run([sys.executable, "-m", "pada_local.cli", "run", "--resume", run_id, "--store",
                               str(cfg.store)], capture_output=True, text=True, timeout=900)
@@ -380,7 +383,7 @@ def test_server_killed_mid_generation_then_resume(tmp_path, teacher_gguf, key, s
     reference = loop.start(_endpoint_config(tmp_path / "ref", server, *extra[:-1]))
     with RunStore(cfg.store) as store:
         after = {c["key"]: c for c in store.rows("candidates", run_id, 1)}
-        assert store.run(run_id)["status"] == "finished"
+        assert Ledger(store).run(run_id)["status"] == "finished"
     for key_, row in before.items():  # the same rows: same id, same text, same time of writing
         assert {k: after[key_][k] for k in ("id", "input", "raw", "created_at")} == \
             {k: row[k] for k in ("id", "input", "raw", "created_at")}

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 from pydantic import BaseModel
 
@@ -101,8 +100,8 @@ def test_embedder_separates_paraphrase_from_unrelated(embedder):
 
 def test_gguf_student_through_llama_cpp_is_greedy_and_uses_its_template(teacher_gguf):
     from pada_local.backends.llama_cpp import LlamaCppGenerator
-    from pada_local.prompts import student_messages
     from pada_local.config import TaskConfig
+    from pada_local.prompts import student_messages
 
     student = LlamaCppGenerator(teacher_gguf, n_ctx=512, temperature=0.0, max_tokens=12)
     task = TaskConfig(system_prompt="Answer with one word.")

@@ -5,7 +5,7 @@ the final name: a missing converter without consent, an unsupported architecture
 disk, an export interrupted by Ctrl-C, and a failed verification.
 
 The converter comes from the llama-cpp-python sdist on PyPI: fetched into the cache once if
-`make setup` (`python -m pada_local.converter --fetch`) has not already done so."""
+`make setup` (`python -m pada_local.export.converter --fetch`) has not already done so."""
 
 from __future__ import annotations
 
@@ -23,13 +23,15 @@ from pathlib import Path
 
 import pytest
 
-from pada_local import converter, export, loop
-from pada_local.cli import main, print_result
+from pada_local import export
+from pada_local.cli import main
 from pada_local.config import load
 from pada_local.errors import PadaError
-from pada_local.export import placement
+from pada_local.export import converter, placement
 from pada_local.files import sha256_file
-from pada_local.store import RunStore
+from pada_local.ledger.store import RunStore
+from pada_local.printing import export_result as print_result
+from pada_local.run import loop
 
 from .conftest import tiny_task as _tiny_task
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from pada_local.config import DataConfig, FieldMap, from_dict
-from pada_local.data import check_splits, load_splits, read_split
+from pada_local.data.shapes import read_split
+from pada_local.data.splits import check_splits, load_splits
 from pada_local.errors import ConfigError, DataError
 
 FIELDS = FieldMap()

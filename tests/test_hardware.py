@@ -23,6 +23,7 @@ import pytest
 from pada_local.backends import device
 from pada_local.backends.base import TrainExample, TrainSpec
 from pada_local.backends.device import MacInfo, NvidiaDriver, TorchCuda
+from pada_local.ledger.runs import Ledger
 
 CU126 = ("sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90")
 CU130 = ("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120", "compute_120")
@@ -194,7 +195,7 @@ def test_gpu_trainers_run_in_a_child_process(monkeypatch):
 
 
 def test_evaluation_and_peft_use_the_cpu_when_torch_has_no_kernels_for_the_gpu(monkeypatch):
-    from pada_local.backends.hf import pick_device
+    from pada_local.backends.device import pick_device
 
     _machine(monkeypatch, tc=_gpu((6, 1), name="NVIDIA GeForce GTX 1060"))
     assert pick_device() in ("cpu", "mps")  # (a Mac says mps)
@@ -442,10 +443,9 @@ def test_the_child_imports_its_library_before_transformers(tmp_path):
 @pytest.mark.slow
 def test_a_crashed_train_stage_fails_the_run_and_resume_gets_past_it(tmp_path, monkeypatch):
     import pada_local.backends as backends
-    from pada_local import loop
     from pada_local.backends.child import TrainingFailed
     from pada_local.config import load
-    from pada_local.runs import Ledger
+    from pada_local.run import loop
 
     from .conftest import tiny_task
 
@@ -460,11 +460,11 @@ def test_a_crashed_train_stage_fails_the_run_and_resume_gets_past_it(tmp_path, m
         run_id = ledger.runs()[0]["id"]
         row = ledger.run(run_id)
         assert row["status"] == "failed" and "Command buffer execution failed" in row["error"]
-        assert ledger.stage_done(run_id, 0, "zero_shot") and not ledger.stage_done(run_id, 0, "train")
+        assert ledger.for_run(run_id).stage_done(0, "zero_shot") and not ledger.for_run(run_id).stage_done(0, "train")
     loop.resume(tmp_path / "runs.db", run_id)
     with Ledger.open_existing(tmp_path / "runs.db") as ledger:
-        assert ledger.run(run_id)["status"] == "finished" and ledger.stage_done(run_id, 0, "train")
-        detail = ledger.stage_detail(run_id, 0, "train")
+        assert ledger.run(run_id)["status"] == "finished" and ledger.for_run(run_id).stage_done(0, "train")
+        detail = ledger.for_run(run_id).stage_detail(0, "train")
     # bf16 on a CPU with native bf16 (device.training_dtype), else fp32; merged in fp32 either way
     assert detail["device"] == "cpu" and detail["compute_dtype"] == device.training_dtype("cpu")
     assert detail["merge_dtype"] == "fp32"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,9 +15,13 @@ from textual.widgets import DataTable, Static
 from pada_local.backends.base import Completion
 from pada_local.cli import main
 from pada_local.config import TaskConfig
-from pada_local.data import Example
-from pada_local.events import silent
-from pada_local.keywords import (
+from pada_local.leakage import LeakGuard
+from pada_local.ledger.report import patterns as pattern_views
+from pada_local.ledger.report import run_detail
+from pada_local.ledger.runs import Ledger
+from pada_local.prompts import PatternReply
+from pada_local.records import Example, Pattern
+from pada_local.stages.keywords import (
     c_tf_idf,
     cluster_keywords,
     display_name,
@@ -26,12 +29,6 @@ from pada_local.keywords import (
     readable_name,
     with_keywords,
 )
-from pada_local.leakage import LeakGuard
-from pada_local.prompts import PatternReply
-from pada_local.records import Pattern
-from pada_local.report import patterns as pattern_views
-from pada_local.report import run_detail
-from pada_local.runs import Ledger
 
 GROUPS = {
     0: ["The model missed the negation in 'not good' and answered positive",
@@ -147,22 +144,18 @@ class ScriptedTeacher:
         return [Completion(r.model_dump_json(), r) for r in replies[: len(requests)]]
 
 
-def test_the_loop_stores_keywords_and_replaces_an_unreadable_name(tmp_path: Path) -> None:
-    from pada_local.engines import Counted
-    from pada_local.loop import Orchestrator
-    from pada_local.records import Analysis, Clustering
+def test_described_patterns_are_stored_with_keywords_and_an_unreadable_name_replaced(tmp_path: Path) -> None:
+    from pada_local.records import Analysis
+    from pada_local.stages.analyze import describe_patterns
 
     store, run_id = _stored(tmp_path)
     analyses = [Analysis(f"v{c}{i}", text, "", "", True) for c in (1, 0) for i, text in enumerate(GROUPS[c])]
     teacher = ScriptedTeacher(["Negation errors", "Alabyn-11111"])  # clusters 0 and 1, in order
     guard = LeakGuard([Example("t1", "negation", "x", split="test")])  # a one-word held-out item
+    named = describe_patterns(teacher, analyses, [1, 1, 1, 0, 0, 0], TaskConfig(name="sst"), guard, seed=0)
     with Ledger.open_existing(store) as ledger:
-        cfg = SimpleNamespace(task=TaskConfig(name="sst"), loop=SimpleNamespace(seed=0))
-        orch = SimpleNamespace(cfg=cfg, report=silent, guard=guard, ledger=ledger, run_id=run_id,
-                               _teacher=lambda tally: Counted(teacher, tally))
-        orch._safe = lambda text, fallback: Orchestrator._safe(orch, text, fallback)
-        Orchestrator._name_patterns(orch, 1, analyses, Clustering([1, 1, 1, 0, 0, 0], 2, {}))
-        stored = ledger.patterns(run_id, 1)
+        ledger.for_run(run_id).record_patterns(1, named, {})
+        stored = ledger.for_run(run_id).patterns(1)
     assert stored[0].name == "Negation errors" and "negation" not in stored[0].keywords
     assert stored[1].name == "sarcasm / praise / model" and stored[1].keywords[0] == "sarcasm"
     assert "Alabyn-11111" in stored[1].raw  # the teacher's own name is kept
@@ -183,9 +176,9 @@ def _stored(tmp_path: Path) -> tuple[Path, str]:
     analyses = [Analysis(f"v{c}{i}", text, "", "", True) for c in (0, 1) for i, text in enumerate(GROUPS[c])]
     with Ledger.open(store) as ledger:
         run_id = ledger.create_run(config=dump(cfg), versions={})
-        ledger.record_analyses(run_id, 1, analyses, {})
-        ledger.record_clusters(run_id, 1, analyses, Clustering([0, 0, 0, 1, 1, 1], 2, {}), {})
-        ledger.record_patterns(run_id, 1, [
+        ledger.for_run(run_id).record_analyses(1, analyses, {})
+        ledger.for_run(run_id).record_clusters(1, analyses, Clustering([0, 0, 0, 1, 1, 1], 2, {}), {})
+        ledger.for_run(run_id).record_patterns(1, [
             Pattern(0, "negation / positive / ignored", "d", 3, "", keywords=("negation", "positive")),
             Pattern(1, "sarcasm", "d", 3, "")], {})
     return store, run_id
@@ -194,9 +187,9 @@ def _stored(tmp_path: Path) -> tuple[Path, str]:
 def test_ledger_round_trip_keeps_keywords(tmp_path: Path) -> None:
     store, run_id = _stored(tmp_path)
     with Ledger.open_existing(store) as ledger:
-        back = ledger.patterns(run_id, 1)
+        back = ledger.for_run(run_id).patterns(1)
         assert [p.keywords for p in back] == [("negation", "positive"), ()]
-        assert json.loads(ledger.pattern_rows(run_id, 1)[0]["keywords_json"]) == ["negation", "positive"]
+        assert json.loads(ledger.for_run(run_id).pattern_rows(1)[0]["keywords_json"]) == ["negation", "positive"]
         assert [v.keywords for v in pattern_views(ledger, run_id, 1)] == [["negation", "positive"], []]
         assert run_detail(ledger, run_id)["patterns"][0]["keywords"] == ["negation", "positive"]
 

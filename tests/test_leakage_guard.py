@@ -11,8 +11,8 @@ import json
 import re
 from collections.abc import Sequence
 
-from pada_local.data import Example
 from pada_local.leakage import REDACTED, LeakGuard
+from pada_local.records import Example
 
 SHORT_WORDS = 3  # an input of fewer words counts only where it stands alone, equal as a whole
 PAIR_GAP = 12  # words allowed between a held-out input and its answer for the pair to count

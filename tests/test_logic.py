@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from pada_local.analyze import cluster, elbow, sample_failures
-from pada_local.data import Example
-from pada_local.records import EvalRow, Pattern
-from pada_local.generate import plan_jobs, split_budget, strip_label
 from pada_local.leakage import REDACTED, LeakGuard
+from pada_local.records import EvalRow, Example, Pattern
+from pada_local.stages.analyze import cluster, elbow, sample_failures
+from pada_local.stages.generate import plan_jobs, split_budget, strip_label
 
 
 def test_elbow_finds_the_knee():
@@ -75,11 +74,14 @@ def test_leak_guard_finds_and_scrubs():
 
 
 def test_quality_reasons_are_counted_by_kind() -> None:
-    from pada_local.loop import _reason_counts
-    from pada_local.records import Verdict
+    from pada_local.records import Reason, Verdict
+    from pada_local.stages.quality import reason_counts
 
-    verdicts = [Verdict("a", False, "duplicate of train item sst2-191 (1.00)"),
-                Verdict("b", False, "duplicate of sample x/3 (0.97)"),
-                Verdict("c", False, "answer not confirmed: teacher solved 53%"),
-                Verdict("d", True, "accepted: the teacher's re-solve agrees")]
-    assert _reason_counts(verdicts) == {"duplicate": 2, "answer not confirmed": 1, "accepted": 1}
+    verdicts = [Verdict("a", Reason.DUPLICATE, "duplicate of train item sst2-191 (1.00)"),
+                Verdict("b", Reason.DUPLICATE, "duplicate of sample x/3 (0.97)"),
+                Verdict("c", Reason.NOT_CONFIRMED, "answer not confirmed: teacher solved 53%"),
+                Verdict("d", Reason.ACCEPTED, "accepted: the teacher's re-solve agrees"),
+                Verdict("e", Reason.JUDGE_LOW, "judge score 2 < 3: vague"),
+                Verdict("f", Reason.JUDGE_LOW, "judge score 1 < 3: off-task")]
+    assert reason_counts(verdicts) == {"duplicate": 2, "answer not confirmed": 1, "accepted": 1,
+                                       "judge score too low": 2}  # one kind, whatever the score

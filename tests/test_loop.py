@@ -15,11 +15,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pada_local import loop
 from pada_local.config import load
 from pada_local.errors import PadaError
 from pada_local.leakage import LeakGuard
-from pada_local.store import RunStore
+from pada_local.ledger.rules import effective_status
+from pada_local.ledger.runs import Ledger
+from pada_local.ledger.store import RunStore
+from pada_local.run import loop
+from pada_local.run.preflight import preflight
 
 from .conftest import tiny_task as _tiny_task
 
@@ -39,11 +42,11 @@ def finished_run(tmp_path_factory):
 def test_every_table_is_filled(finished_run):
     cfg, run_id = finished_run
     with RunStore(cfg.store) as store:
-        run = store.run(run_id)
+        run = Ledger(store).run(run_id)
         assert run["status"] == "finished" and run["stop_reason"]
         for table in TABLES:
             assert store.count(table, run_id) > 0, table
-        stages = {(s["round"], s["stage"]) for s in store.stages(run_id)}
+        stages = {(s["round"], s["stage"]) for s in store.rows("stages", run_id)}
         for stage in ("analyze", "cluster", "patterns", "strategies", "generate", "quality"):
             assert (1, stage) in stages
         assert {(0, "zero_shot"), (0, "train"), (0, "eval")} <= stages
@@ -55,8 +58,8 @@ def test_every_table_is_filled(finished_run):
 
 def test_leakage_guard_holds_on_a_real_run(finished_run):
     cfg, run_id = finished_run
-    from pada_local.data import load_splits
-    from pada_local.runs import Ledger
+    from pada_local.data.splits import load_splits
+    from pada_local.ledger.runs import Ledger
 
     from .test_leakage_guard import held_out_leaks, record_texts
 
@@ -64,8 +67,8 @@ def test_leakage_guard_holds_on_a_real_run(finished_run):
     held = splits.validation + splits.test
     guard = LeakGuard(held, near=0.8)
     with Ledger.open(cfg.store) as ledger:
-        prompts = [c["prompt"] for c in ledger.candidate_rows(run_id)]
-        train_files = [Path(a["path"]) for a in ledger.artifacts(run_id, kind="train_set")]
+        prompts = [c["prompt"] for c in ledger.for_run(run_id).candidate_rows()]
+        train_files = [Path(a["path"]) for a in ledger.for_run(run_id).artifacts(kind="train_set")]
     assert prompts and all(prompts) and train_files
     assert guard.check_all(prompts) == []
     records = [line for f in train_files for line in f.read_text().splitlines()]
@@ -89,9 +92,9 @@ def test_kill_9_mid_generation_then_resume_matches(finished_run, tmp_path):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         with RunStore(store_path) as store:
-            run_id = store.runs()[0]["id"]
-            assert loop.effective_status(store.run(run_id)) == "interrupted"
-            assert not store.stage_done(run_id, 1, "generate")
+            run_id = Ledger(store).runs()[0]["id"]
+            assert effective_status(Ledger(store).run(run_id)) == "interrupted"
+            assert not Ledger(store).for_run(run_id).stage_done(1, "generate")
             partial = store.count("candidates", run_id, 1)
         assert 0 < partial < 6
         out = subprocess.run([sys.executable, "-m", "pada_local.cli", "run", "--resume", run_id, "--store",
@@ -110,7 +113,7 @@ def test_kill_9_mid_generation_then_resume_matches(finished_run, tmp_path):
             return sorted(c["key"].split("/", 1)[1] for c in rows if c["verdict"] == "accepted")
 
         assert accepted(resumed, run_id) == accepted(reference, ref_id)
-        assert store.run(run_id)["status"] == "finished"
+        assert Ledger(store).run(run_id)["status"] == "finished"
 
 
 def _wait_for_candidates(path: Path, at_least: int, proc: subprocess.Popen, timeout: float = 600) -> None:
@@ -156,7 +159,7 @@ def test_bad_configs_fail_before_models_load(tmp_path, changes, message):
         changes = {"models": {"teacher": changes["models__teacher"]}}
     cfg = load(_bad(tmp_path, **changes))
     with pytest.raises(PadaError, match=message):
-        loop.preflight(cfg)  # preflight reads data and checks paths; it loads no model
+        preflight(cfg)  # preflight reads data and checks paths; it loads no model
 
 
 def test_empty_validation_set_fails_before_models_load(tmp_path, monkeypatch):

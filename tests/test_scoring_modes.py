@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pada_local import loop
 from pada_local.config import ScorerConfig, load
-from pada_local.runs import Ledger
+from pada_local.ledger.runs import Ledger
+from pada_local.run import loop
 from pada_local.scoring import Scorer
 
 from .conftest import write_jsonl
@@ -63,7 +63,7 @@ def test_label_task_runs_in_both_modes(tmp_path: Path, mode: str) -> None:
     cfg = load(_sentiment(tmp_path, mode), [f"store={tmp_path / 'r.db'}", f"workdir={tmp_path / 'w'}"])
     run_id = loop.start(cfg)
     with Ledger.open(cfg.store) as ledger:
-        rows = ledger.eval_items(run_id, 0, "validation", model="zero-shot")
+        rows = ledger.for_run(run_id).eval_items(0, "validation", model="zero-shot")
         assert len(rows) == 2
         if mode == "loglik":
             # The prediction is one of the labels, and each label's log-probability is kept.
@@ -76,7 +76,7 @@ def test_label_task_runs_in_both_modes(tmp_path: Path, mode: str) -> None:
             assert all(r["logprobs_json"] is None for r in rows)
         assert ledger.run(run_id)["status"] == "finished"
         # Evaluation stages count the student's tokens in either mode (they used to record 0).
-        zero_shot = next(s for s in ledger.stages(run_id, 0) if s["stage"] == "zero_shot")
+        zero_shot = next(s for s in ledger.for_run(run_id).stages(0) if s["stage"] == "zero_shot")
         assert zero_shot["prompt_tokens"] > 0
 
 
@@ -113,8 +113,8 @@ def test_judge_task_runs_round_one(tmp_path: Path) -> None:
     with Ledger.open(cfg.store) as ledger:
         run = ledger.run(run_id)
         assert run["status"] == "finished", run["error"]
-        assert ledger.stage_done(run_id, 1, "quality")
-        reasons = [c["reason"] for c in ledger.candidate_rows(run_id, 1)]
+        assert ledger.for_run(run_id).stage_done(1, "quality")
+        reasons = [c["reason"] for c in ledger.for_run(run_id).candidate_rows(1)]
         assert len(reasons) == 3
         # Every candidate the cheap checks let through was graded by the judge.
         cheap = ("unparseable", "wrong format", "duplicate", "contamination")

@@ -6,10 +6,9 @@ import os
 import subprocess
 import sys
 
-from pada_local.data import Example
-from pada_local.generate import plan_jobs
-from pada_local.records import EvalRow, Pattern
+from pada_local.records import EvalRow, Example, Pattern
 from pada_local.seeds import SEED_RANGE, derive
+from pada_local.stages.generate import plan_jobs
 
 
 def test_same_value_in_another_process_with_another_hash_salt() -> None:

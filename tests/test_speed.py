@@ -188,9 +188,8 @@ def test_prefix_pieces_follow_the_messages(teacher):
 
 
 def test_exemplar_sets_share_a_patterns_draws_and_nothing_else():
-    from pada_local.data import Example
-    from pada_local.generate import pick_exemplars, plan_jobs
-    from pada_local.records import Pattern
+    from pada_local.records import Example, Pattern
+    from pada_local.stages.generate import pick_exemplars, plan_jobs
 
     train = [Example(f"t{i}", f"question {i}", str(i)) for i in range(40)]
     patterns = [Pattern(0, "a", "a", 3, ""), Pattern(1, "b", "b", 3, "")]
@@ -234,7 +233,7 @@ def test_precision_fp32_trains_in_fp32_where_bf16_is_native(tiny_llama, tmp_path
     from pada_local.backends.base import TrainExample, TrainSpec
     from pada_local.backends.peft_trainer import PeftTrainer
     from pada_local.config import TrainConfig
-    from pada_local.train import spec_for
+    from pada_local.stages.train import spec_for
 
     monkeypatch.setattr(device, "cpu_native_bf16", lambda info=None: True)
     examples = tuple(TrainExample(({"role": "user", "content": f"Say {w}."},), w, str(i))

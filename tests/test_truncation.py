@@ -91,7 +91,7 @@ def test_examples_without_an_id_are_named_by_position(tokenizer):
 
 def test_peft_trains_on_the_rest_and_names_the_dropped_example(student_dir, tmp_path, monkeypatch):
     from pada_local.backends import peft_trainer
-    from pada_local.train import train_student
+    from pada_local.stages.train import train_student
 
     seen: list[int] = []
     rows = peft_trainer.sft_rows
@@ -136,8 +136,8 @@ def test_preflight_report_reads_an_unprepared_gguf_student(tokenizer, teacher_gg
 
 def test_training_examples_carry_ids():
     from pada_local.config import TaskConfig
-    from pada_local.data import Example
-    from pada_local.train import training_examples
+    from pada_local.records import Example
+    from pada_local.stages.train import training_examples
 
     made = training_examples(TaskConfig(), [Example("q7", "2+2?", "4")], [("3+3?", "6"), ("1+1?", "2")])
     assert [ex.id for ex in made] == ["q7", "synthetic-1", "synthetic-2"]
@@ -170,9 +170,8 @@ def test_prompt_longer_than_teacher_ctx_is_a_failed_completion(teacher_gguf):
 def test_generation_stage_records_the_too_long_prompt_as_rejected(teacher_gguf):
     from pada_local.backends.llama_cpp import LlamaCppGenerator
     from pada_local.config import TaskConfig
-    from pada_local.data import Example
-    from pada_local.generate import run_jobs
-    from pada_local.records import Job
+    from pada_local.records import Example, Job
+    from pada_local.stages.generate import run_jobs
 
     origin = Example("t1", LONG, "x")
     candidates: list[Any] = []

@@ -12,16 +12,19 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from textual.widgets import Button, DataTable, Input, Label, Select, Static, TabbedContent
 
-from pada_local import loop
-from pada_local import report as data  # the read model the screens show
 from pada_local.config import dump, load
-from pada_local.store import RunStore
+from pada_local.ledger import report as data  # the read model the screens show
+from pada_local.ledger.compare_report import comparison_report
+from pada_local.ledger.runs import Ledger
+from pada_local.ledger.store import RunStore
+from pada_local.run import loop
 from tui.app import PadaApp, create_app
 from tui.format import one_line
 from tui.screens.compare import CompareScreen
@@ -33,7 +36,7 @@ from tui.screens.run import RunScreen
 from tui.screens.runs import RunsScreen
 from tui.screens.samples import SamplesScreen
 
-from .conftest import tiny_task
+from .conftest import add_run, set_round, tiny_task
 
 SIZE = (100, 32)
 slow = pytest.mark.slow  # tests that need the real run (models load); the snapshots do not
@@ -97,12 +100,13 @@ def no_errors(app: PadaApp) -> None:
 def _add_baseline_run(path: Path, like: str) -> str:
     """A second (recorded, not computed) run on the same task, to sort, filter and compare."""
     with RunStore(path) as store:
-        ref = store.run(like)
-        run_id = store.create_run(name="baseline", task=ref["task"], strategy="llm2llm", student=ref["student"],
-                                  teacher=ref["teacher"], config={"name": "baseline"}, seed=0, versions={})
-        store.upsert_round(run_id, 0, status="done", val_score=0.1, test_score=0.2, zero_shot_val=0.0,
-                           zero_shot_test=0.0, seconds=12.0)
-        store.set_run(run_id, status="finished", best_round=0, best_val=0.1, best_test=0.2, stop_reason="test")
+        ref = Ledger(store).run(like)
+        run_id = add_run(store, name="baseline", task=ref["task"], strategy="llm2llm", student=ref["student"],
+                         teacher=ref["teacher"])
+        set_round(store, run_id, 0, status="done", val_score=0.1, test_score=0.2, zero_shot_val=0.0,
+                  zero_shot_test=0.0, seconds=12.0)
+        Ledger(store).set_run(run_id, status="finished", best_round=0, best_val=0.1, best_test=0.2,
+                              stop_reason="test")
     return run_id
 
 
@@ -117,21 +121,19 @@ def _add_grid_run(store: RunStore, strategy: str, seed: int, test: list[list[flo
     rows; validation rises with the round, so round 1 is the selected one. A round 0 reused
     from another run is recorded as such, as `pada compare` does."""
     name = f"grid/{strategy}/s{seed}"
-    run_id = store.create_run(name=name, task="t", strategy=strategy, student="s", teacher="t",
-                              config={"name": name}, seed=seed, versions={})
+    run_id = add_run(store, name=name, strategy=strategy, seed=seed)
+    run = Ledger(store).for_run(run_id)
     made = 6 if strategy == "pada" else 0  # samples per augmentation round, 4 of them accepted
     for r, scores in enumerate(test):
         reuse = reused_from if r == 0 else None
-        store.write_stage(run_id, r, "eval", rows={"eval_items": _test_items(scores)},
-                          stats={"seconds": 0.0 if reuse else 30.0, "items": len(scores)})
-        store.upsert_round(run_id, r, status="done", val_score=0.5 + 0.1 * r, reused_from=reuse,
-                           test_score=sum(scores) / len(scores), n_synthetic=made * r,
-                           n_accepted=made * r * 2 // 3)
+        run.write_stage(r, "eval", rows={"eval_items": _test_items(scores)},
+                        stats={"seconds": 0.0 if reuse else 30.0, "items": len(scores)})
+        set_round(store, run_id, r, status="done", val_score=0.5 + 0.1 * r, reused_from=reuse,
+                  test_score=sum(scores) / len(scores), n_synthetic=made * r, n_accepted=made * r * 2 // 3)
     if made:
-        store.write_stage(run_id, 1, "generate",
-                          stats={"seconds": 60.0, "prompt_tokens": 900, "completion_tokens": 100})
-    store.set_run(run_id, status="finished", best_round=1, best_val=0.6,
-                  best_test=sum(test[1]) / len(test[1]))
+        run.write_stage(1, "generate", stats={"seconds": 60.0, "prompt_tokens": 900, "completion_tokens": 100})
+    Ledger(store).set_run(run_id, status="finished", best_round=1, best_val=0.6,
+                          best_test=sum(test[1]) / len(test[1]))
     return run_id
 
 
@@ -139,15 +141,16 @@ def _add_comparison(path: Path) -> str:
     """A finished 2-strategy x 2-seed comparison, recorded by hand (no model runs): `pada`
     scores 20 points above `none` on the sealed test with every seed."""
     with RunStore(path) as store:
-        cid = store.create_comparison(name="grid", config={}, strategies=["none", "pada"], seeds=[0, 1])
+        ledger = Ledger(store)
+        cid = ledger.create_comparison(name="grid", config={}, strategies=["none", "pada"], seeds=[0, 1])
         for seed in (0, 1):
             base = [1.0] * (5 + seed) + [0.0] * (5 - seed)
             none = _add_grid_run(store, "none", seed, [base, base])
             better = [1.0] * (7 + seed) + [0.0] * (3 - seed)
-            store.add_comparison_run(cid, none, "none", seed)
+            ledger.add_comparison_run(cid, none, "none", seed)
             pada = _add_grid_run(store, "pada", seed, [base, better], reused_from=none)
-            store.add_comparison_run(cid, pada, "pada", seed)
-        store.set_comparison(cid, status="finished")
+            ledger.add_comparison_run(cid, pada, "pada", seed)
+        ledger.mark_comparison(cid, "finished")
     return cid
 
 
@@ -209,7 +212,7 @@ def test_delete_asks_first(real_run, store_copy):
         await pilot.pause()
         assert table(app, "#runs-table").row_count == 1
         with RunStore(store_copy) as store:
-            assert victim not in [r["id"] for r in store.runs()]
+            assert victim not in [r["id"] for r in Ledger(store).runs()]
             assert store.count("candidates", victim) == 0  # its rows went with it
 
     drive(app, scenario)
@@ -222,7 +225,7 @@ def test_a_stored_comparison_opens_in_the_compare_screen(tmp_path):
     store_path = tmp_path / "runs.db"
     cid = _add_comparison(store_path)
     with RunStore(store_path) as store:
-        expected = data.comparison_report(store, cid)
+        expected = comparison_report(store, cid)
     pada = next(s for s in expected["strategies"] if s["strategy"] == "pada")
     app = create_app(store_path)
 
@@ -295,8 +298,8 @@ def test_run_screen_shows_rounds_stages_charts_config_artifacts(real_run):
     store_path, run_id, _ = real_run
     app = create_app(store_path)
     with RunStore(store_path) as store:
-        rounds = [r["round"] for r in store.rounds(run_id)]
-        stages = {n: len(store.stages(run_id, n)) for n in rounds}
+        rounds = [r["round"] for r in Ledger(store).for_run(run_id).rounds()]
+        stages = {n: len(store.rows("stages", run_id, n)) for n in rounds}
         n_artifacts = store.count("artifacts", run_id)
 
     async def scenario(pilot):
@@ -531,7 +534,7 @@ def test_start_watch_cancel_and_resume_a_run(real_run, tmp_path):
         await wait_for(pilot, lambda: not job.running, timeout=300, what="the cancel")
         assert job.status == "cancelled", list(job.log)
         with RunStore(store_path) as store:
-            assert store.run(job.run_id)["status"] == "cancelled"
+            assert Ledger(store).run(job.run_id)["status"] == "cancelled"
         await pilot.press("escape")
         assert isinstance(app.screen, RunsScreen)
         app.screen.reload()
@@ -544,7 +547,7 @@ def test_start_watch_cancel_and_resume_a_run(real_run, tmp_path):
         assert resumed.status == "finished", list(resumed.log)
         assert any("resuming run" in line for line in resumed.log)
         with RunStore(store_path) as store:
-            run = store.run(job.run_id)
+            run = Ledger(store).run(job.run_id)
             assert run["status"] == "finished" and run["best_val"] is not None
         no_errors(app)
 
@@ -606,10 +609,9 @@ def test_export_runs_as_a_job_and_logs_where_it_went(tmp_path, monkeypatch):
 
     store_path = tmp_path / "runs.db"
     with RunStore(store_path) as store:
-        run_id = store.create_run(name="done", task="t", strategy="pada", student="s", teacher="t",
-                                  config={"name": "done"}, seed=0, versions={})
-        store.upsert_round(run_id, 0, status="done", val_score=0.5, test_score=0.5, seconds=1.0)
-        store.set_run(run_id, status="finished", best_round=0, best_val=0.5, best_test=0.5)
+        run_id = add_run(store, name="done")
+        set_round(store, run_id, 0, status="done", val_score=0.5, test_score=0.5, seconds=1.0)
+        Ledger(store).set_run(run_id, status="finished", best_round=0, best_val=0.5, best_test=0.5)
     calls = []
 
     def fake_export(path, run, *, report, **kwargs):
@@ -641,19 +643,23 @@ def test_export_runs_as_a_job_and_logs_where_it_went(tmp_path, monkeypatch):
 
 WRITER = textwrap.dedent("""
     import sys, time
-    from pada_local.store import RunStore
+    from pada_local.ledger.runs import Ledger
+    from pada_local.ledger.store import RunStore
     store = RunStore(sys.argv[1])
-    run_id = store.create_run(name="writer", task="t", strategy="pada", student="s", teacher="t",
-                              config={"name": "writer"}, seed=0, versions={})
+    ledger = Ledger(store)
+    run_id = ledger.create_run(config={"name": "writer", "task": {"name": "t"}, "loop": {"strategy": "pada"},
+                                       "models": {"student": "s", "teacher": "t"}}, versions={})
+    run = ledger.for_run(run_id)
     print(run_id, flush=True)
     for r in range(4):
         time.sleep(0.6)
-        store.upsert_round(run_id, r, status="running")
+        run.open_round(r)
         items = [{"model": "trained", "split": "validation", "item_id": f"v{i}", "input": "q",
                   "reference": "a", "prediction": "a", "score": 1.0} for i in range(200)]
-        store.write_stage(run_id, r, "eval", rows={"eval_items": items}, stats={"seconds": 0.1, "items": 200})
-        store.upsert_round(run_id, r, status="done", val_score=0.2 * r, test_score=0.1 * r, seconds=1.0)
-    store.set_run(run_id, status="finished", best_round=3, best_val=0.6, best_test=0.3)
+        run.write_stage(r, "eval", rows={"eval_items": items}, stats={"seconds": 0.1, "items": 200})
+        store.write("rounds", [{"run_id": run_id, "round": r, "status": "done", "val_score": 0.2 * r,
+                                "test_score": 0.1 * r, "seconds": 1.0}])
+    ledger.set_run(run_id, status="finished", best_round=3, best_val=0.6, best_test=0.3)
 """)
 
 
@@ -777,10 +783,11 @@ def test_snapshot_new_run_form_with_errors_in_place(snap_compare):
 def test_snapshot_comparison_screen(snap_compare, tmp_path, monkeypatch):
     import itertools
 
-    import pada_local.store
+    import pada_local.ledger.store
 
     ids = itertools.count()
-    monkeypatch.setattr(pada_local.store, "_new_run_id", lambda: f"snap-{next(ids)}")  # ids in the title
+    monkeypatch.setattr(pada_local.ledger.store, "new_id",  # ids in the title
+                        lambda prefix="": f"{prefix}snap-{next(ids)}")
     store_path = tmp_path / "runs.db"
     _add_comparison(store_path)
 

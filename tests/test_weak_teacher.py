@@ -16,17 +16,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pada_local.arith import ArithError, compute, foreign_numbers, integer_answers, solve
 from pada_local.backends.base import ChatRequest, Completion
-from pada_local.balance import distribution, rebalance, tv_distance
 from pada_local.config import QualityConfig, ScorerConfig, TaskConfig
-from pada_local.data import Example
-from pada_local.generate import Answers, _candidate, job_messages, plan_jobs, reply_schema
+from pada_local.ledger.runs import Ledger
 from pada_local.prompts import ComputedReply, InputReply, JudgeReply, SampleReply, SolveReply
-from pada_local.quality import QualityControl, Trust
-from pada_local.records import Candidate, EvalRow, Job, Pattern
+from pada_local.records import Candidate, EvalRow, Example, Job, Pattern, Trust
 from pada_local.scoring import Scorer
-from pada_local.teachercheck import CheckResult, check_judge, check_teacher, wrong_answer
+from pada_local.stages.arith import ArithError, compute, foreign_numbers, integer_answers, solve
+from pada_local.stages.balance import distribution, rebalance, tv_distance
+from pada_local.stages.generate import Answers, _candidate, job_messages, plan_jobs, reply_schema
+from pada_local.stages.quality import QualityControl
+from pada_local.stages.teachercheck import CheckResult, check_judge, check_teacher, wrong_answer
 
 LABEL_TASK = TaskConfig(name="sentiment", description="Decide whether a review is positive or negative.",
                         answer_format="positive or negative",
@@ -269,7 +269,7 @@ def test_the_student_keeps_only_labels_it_finds_likely() -> None:
 
 def test_student_confidence_renormalises_over_the_labels() -> None:
     from pada_local.backends.hf import OptionScores
-    from pada_local.quality import student_confidence
+    from pada_local.stages.quality import student_confidence
 
     class Weighing:  # stands in for the student's log-likelihoods: the arithmetic is the point
         def score_options(self, requests: list[ChatRequest], options: list[str],
@@ -402,9 +402,8 @@ def test_label_first_run_with_the_real_teacher(tmp_path: Path) -> None:
     (quality.unconfirmed: student), and the round's label mix is recorded within the bound."""
     import yaml
 
-    from pada_local import loop
     from pada_local.config import load
-    from pada_local.runs import Ledger
+    from pada_local.run import loop
 
     src = Path(__file__).resolve().parents[1] / "examples" / "own-task"
     raw = yaml.safe_load((src.parent / "own-task.yaml").read_text())
@@ -422,10 +421,10 @@ def test_label_first_run_with_the_real_teacher(tmp_path: Path) -> None:
     cfg = load(path, [f"store={tmp_path / 'runs.db'}", f"workdir={tmp_path / 'work'}"])
     run_id = loop.start(cfg)
     with Ledger.open(cfg.store) as ledger:
-        check = ledger.stage_detail(run_id, 1, "teacher_check")
+        check = ledger.for_run(run_id).stage_detail(1, "teacher_check")
         assert check is not None and check["teacher"]["n"] == 6 and check["teacher"]["line"]
-        cands = ledger.candidate_rows(run_id, 1)
-        quality = ledger.stage_detail(run_id, 1, "quality")
+        cands = ledger.for_run(run_id).candidate_rows(1)
+        quality = ledger.for_run(run_id).stage_detail(1, "quality")
     parsed = [c for c in cands
               if c["target"] is not None and not (c["reason"] or "").startswith("unparseable")]
     assert parsed and all(c["output"] == c["target"] for c in parsed)
@@ -438,7 +437,7 @@ def test_label_first_run_with_the_real_teacher(tmp_path: Path) -> None:
 
 
 def test_runs_show_and_the_tui_say_the_check_and_the_label_mix() -> None:
-    from pada_local.report import stage_notes
+    from pada_local.ledger.report import stage_notes
 
     check = CheckResult("teacher", 0.5, 0.8, 5, 32)
     stages = [{"stage": "teacher_check", "detail": {"teacher": check.stats()}},

@@ -22,8 +22,8 @@ from textual.worker import get_current_worker
 
 from pada_local.errors import Cancelled, PadaError
 from pada_local.events import Event
-from pada_local.runs import Ledger
-from pada_local.store import RunStore
+from pada_local.ledger.runs import Ledger
+from pada_local.ledger.store import RunStore
 
 from .jobs import Job, JobCreated, JobDone, JobEvent
 from .screens.modals import ConfirmModal, ErrorModal
@@ -142,7 +142,7 @@ class PadaApp(App[int]):
 
     def start_run(self, cfg: Any) -> bool:
         """Run the loop on a validated Config (from the new-run form)."""
-        from pada_local import loop
+        from pada_local.run import loop
 
         def fn(report: Any, should_stop: Any, created: Any) -> str:
             return loop.start(cfg, report=report, should_stop=should_stop, on_created=created)
@@ -150,7 +150,7 @@ class PadaApp(App[int]):
         return self.start_job(Job("run", f"run {cfg.name}", fn))
 
     def resume_run(self, run_id: str, name: str | None = None) -> bool:
-        from pada_local import loop
+        from pada_local.run import loop
 
         path = self.store_path
 

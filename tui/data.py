@@ -1,6 +1,6 @@
 """Presentation of the read model for the screens: filtering, sorting and formatting rows.
 
-The rows themselves come from `pada_local.report` (which reads them through the run ledger);
+The rows themselves come from `pada_local.ledger.report` (which reads them through the run ledger);
 nothing here reads the store, and nothing here decides a rule such as a verdict or a status.
 """
 
@@ -119,7 +119,7 @@ def _pair(row: Row | None, a: str, b: str) -> str:
 
 # ---------------------------------------------------------------- comparisons (`pada compare`)
 
-# The columns of `pada compare`'s terminal table (cli._show_comparison), with the difference to
+# The columns of `pada compare`'s terminal table (printing.comparison), with the difference to
 # `none` moved next to the test scores so that the answer stays visible at 80 columns.
 COMPARISON_COLUMNS = ("strategy", "seeds", "test (selected)", "test (last round)", "vs none (95% CI)",
                       "wins", "val (selected)", "accepted/generated", "teacher tokens", "time")

@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.text import Text
 
-from pada_local.report import parse_time
+from pada_local.ledger.report import parse_time
 
 STATUS_STYLE = {"running": "yellow", "finished": "green", "cancelled": "magenta", "interrupted": "magenta",
                 "failed": "red"}

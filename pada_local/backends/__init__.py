@@ -6,21 +6,9 @@ import importlib.util
 from typing import Any
 
 from ..errors import BackendUnavailable
+from .registry import GENERATORS, TRAINERS
 
-TRAINERS = {
-    "peft": ("pada_local.backends.peft_trainer", "PeftTrainer", "transformers", "pip install 'pada-local'"),
-    "unsloth": ("pada_local.backends.unsloth_trainer", "UnslothTrainer", "unsloth",
-                "pip install 'pada-local[unsloth]'"),
-    "mlx": ("pada_local.backends.mlx_trainer", "MLXTrainer", "mlx_lm", "pip install 'pada-local[mlx]'"),
-}
-
-# Generators (teacher, judge, student inference) by name: module, class. A new kind of
-# generator (an HTTP endpoint) is one more backend file and one more line here.
-GENERATORS = {
-    "llama_cpp": ("pada_local.backends.llama_cpp", "LlamaCppGenerator"),
-    "hf": ("pada_local.backends.hf", "HFGenerator"),
-    "openai": ("pada_local.backends.openai_endpoint", "OpenAIGenerator"),  # any OpenAI-compatible server
-}
+__all__ = ["GENERATORS", "TRAINERS", "choose_trainer", "get_generator", "get_trainer", "trainer_problems"]
 
 
 def get_generator(name: str, *args: Any, **kwargs: Any) -> Any:

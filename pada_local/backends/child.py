@@ -31,6 +31,7 @@ from typing import IO, Any
 from .. import errors
 from ..errors import PadaError
 from .base import Adapter, StepInfo, TrainSpec
+from .registry import TRAINERS
 
 EXIT_GRACE_S = 120.0  # how long a child that has replied may take to exit
 
@@ -67,8 +68,6 @@ class ChildTrainer:
 
     def __init__(self, name: str, target: str | None = None, **kwargs: Any) -> None:
         if target is None:
-            from . import TRAINERS
-
             target = ":".join(TRAINERS[name][:2])
         self.name, self.kwargs = name, kwargs
         self.module, _, self.cls = target.partition(":")

@@ -271,11 +271,21 @@ def training_detail(adapter_dir: Path) -> dict[str, Any]:
     down here so that the adapter folder carries it too."""
     info = read_info(adapter_dir)
     if not info:
-        from .hf import pick_device
-
         device = pick_device()
         info = {"device": device, "compute_dtype": training_dtype(device), "merge_dtype": "fp32",
                 "peak_memory_mb": peak_memory_mb(device)}
         if adapter_dir.is_dir():
             write_info(adapter_dir, **info)
     return {k: v for k, v in info.items() if k != "backend"}
+
+
+def pick_device() -> str:
+    """CUDA only where torch has kernels for the GPU (a Pascal GPU under a CUDA 13 build would
+    stop with 'no kernel image'), else MPS, else the CPU."""
+    import torch
+
+    if cuda_usable(torch_cuda()):
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"

@@ -13,20 +13,7 @@ from typing import Any
 from ..errors import ModelError
 from .base import ChatRequest, Completion, OnItem
 from .batches import full_attention
-
-
-def pick_device() -> str:
-    """CUDA only where torch has kernels for the GPU (a Pascal GPU under a CUDA 13 build would
-    stop with 'no kernel image'), else MPS, else the CPU."""
-    import torch
-
-    from . import device
-
-    if device.cuda_usable(device.torch_cuda()):
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
+from .device import pick_device
 
 
 def quiet_libraries() -> None:

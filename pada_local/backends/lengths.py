@@ -104,7 +104,7 @@ def truncation_report(tokenizer_or_dir: Any, examples: Sequence[TrainExample],
                       max_length: int) -> TruncationReport:
     """What `fit_spec` would drop from `examples` (D_train), for preflight. `tokenizer_or_dir` is
     a tokenizer, a Hugging Face model folder or a .gguf file (a GGUF student not yet prepared)."""
-    tokenizer = _tokenizer(tokenizer_or_dir)
+    tokenizer = tokenizer_for(tokenizer_or_dir)
     fit = fit_examples(tokenizer, examples, max_length)
     first = fit.dropped_ids[:SHOWN_IDS]
     if len(fit.dropped_ids) <= WARN_SHARE * len(examples):
@@ -115,7 +115,8 @@ def truncation_report(tokenizer_or_dir: Any, examples: Sequence[TrainExample],
     return TruncationReport(len(fit.dropped_ids), first, suggested, warning)
 
 
-def _tokenizer(source: Any) -> Any:
+def tokenizer_for(source: Any) -> Any:
+    """A tokenizer as given, or the one a model folder (or tokenizer source) holds."""
     if not isinstance(source, (str, Path)):
         return source
     path = Path(source)

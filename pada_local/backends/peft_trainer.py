@@ -31,7 +31,8 @@ class PeftTrainer:
         on_step: Callable[[StepInfo], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> Adapter:
-        from .hf import load_model, load_tokenizer, pick_device, quiet_libraries
+        from .device import pick_device
+        from .hf import load_model, load_tokenizer, quiet_libraries
         from .lengths import fit_spec
 
         quiet_libraries()

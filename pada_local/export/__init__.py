@@ -19,14 +19,13 @@ import json
 import time
 from pathlib import Path
 
-from .. import converter
-from ..converter import Converter
 from ..events import Reporter, StageProgress, silent
 from ..files import now
+from ..ledger.runs import Ledger
 from ..records import Check, ExportedFile, ExportResult, Verification
-from ..runs import Ledger
-from . import placement
+from . import converter, placement
 from .card import listed_files, write_extras
+from .converter import Converter
 from .formats import converter_for, write
 from .plan import DEFAULT_QUANT, FORMATS, QUANTS, Plan, make_plan
 from .template import ollama_template, stop_tokens
@@ -95,4 +94,4 @@ def _record(store_path: Path, result: ExportResult) -> None:
     rows = [{"round": result.round, "kind": f"export_{f.role}", "path": str(f.path), "sha256": f.sha256,
              "bytes": f.bytes, "created_at": at, "meta_json": meta} for f in result.files]
     with Ledger.open(store_path) as ledger:
-        ledger.record_export(result.run_id, result.out_dir, rows)
+        ledger.for_run(result.run_id).record_export(result.out_dir, rows)

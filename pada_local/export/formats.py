@@ -18,10 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .. import converter as conv_mod
-from ..converter import Converter
 from ..errors import PadaError
 from ..events import StageProgress
+from . import converter as conv_mod
+from .converter import Converter
 from .placement import disk_full
 from .plan import CONVERTER_TYPES, LLAMA_FTYPES, Plan
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PadaError
-from ..runs import Ledger
+from ..ledger.runs import Ledger
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -59,7 +59,8 @@ def make_plan(store_path: Path, run_id: str, round_: int | None, fmt: str, quant
     check_choice(fmt, quant)
     with Ledger.open(store_path) as ledger:
         run_id = ledger.resolve(run_id)
-        run, raw, rounds = ledger.run(run_id), ledger.config(run_id), ledger.rounds(run_id)
+        bound = ledger.for_run(run_id)
+        run, raw, rounds = bound.row(), bound.config(), bound.rounds()
     cfg = from_dict(raw, Path.cwd(), "run config")
     row = _round_row(run, rounds, round_)
     adapter = Path(row["adapter_path"])

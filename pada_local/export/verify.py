@@ -15,13 +15,13 @@ from typing import Any
 
 from ..backends import get_generator
 from ..backends.base import ChatRequest, Completion
-from ..converter import Converter
 from ..errors import DataError, PadaError
 from ..events import Reporter, StageProgress
 from ..files import sha256_file
+from ..ledger.runs import Ledger
 from ..prompts import student_messages
 from ..records import Check, Verification
-from ..runs import Ledger
+from .converter import Converter
 from .formats import base_gguf, lora_gguf_path, quiet_loading
 from .plan import Plan
 from .template import turn_suffix
@@ -73,7 +73,7 @@ def verify_export(plan: Plan, conv: Converter | None, tmp: Path, scratch: Path, 
 def _slice(plan: Plan) -> list[_Item]:
     """Up to SLICE validation items spread over the split (data files are often grouped by
     kind): from the data file (exact prompts), else from the run's stored evaluation."""
-    from ..data import load_split
+    from ..data.shapes import load_split
 
     data = plan.cfg.data
     try:
@@ -82,7 +82,7 @@ def _slice(plan: Plan) -> list[_Item]:
     except (DataError, OSError):
         pass
     with Ledger.open(plan.store) as ledger:
-        rows = ledger.eval_items(plan.run_id, plan.round, "validation")
+        rows = ledger.for_run(plan.run_id).eval_items(plan.round, "validation")
     if not rows:
         raise PadaError("no validation items to verify the export on",
                         hint="use --no-verify to skip verification")

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from ..config import TaskConfig
 from ..errors import ConfigError
+from ..records import Turn
 
 BUILTIN = Path(__file__).parent
 _SECTION = re.compile(r"^\[(system|example|user)\]\s*$", re.MULTILINE)
@@ -123,7 +124,16 @@ class GradeReply(BaseModel):
     reason: str = Field(...)
 
 
-Turn = tuple[str, str]  # (role, content), as data.Example.context holds them
+def solve_messages(task: TaskConfig, text: str) -> tuple[dict[str, str], ...]:
+    """The teacher solves an input: the teacher check and quality control's re-solve alike."""
+    return render("solve", task_description=task.description or task.name,
+                  answer_format=task.answer_format or "as in the examples", input=text)
+
+
+def judge_messages(task: TaskConfig, text: str, answer: str) -> tuple[dict[str, str], ...]:
+    """The judge rates an example 1-5: the judge check and quality control alike."""
+    return render("judge", task_description=task.description or task.name,
+                  answer_format=task.answer_format or "as in the examples", input=text, output=answer)
 
 
 def student_messages(task: TaskConfig, text: str, system: str | None = None,

@@ -19,7 +19,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Header, Label, Static
 from textual.worker import get_current_worker
 
-from pada_local import report
+from pada_local.ledger import compare_report, report
 
 from .. import data
 from ..base import PadaScreen
@@ -91,7 +91,8 @@ class CompareScreen(PadaScreen):
         # thread because `self.app` is looked up in a context variable that a thread may not carry.
         worker = get_current_worker()
         try:
-            result = pada.read_in_worker(lambda ledger: report.comparison_report(ledger, comparison_id), None)
+            result = pada.read_in_worker(
+                lambda ledger: compare_report.comparison_report(ledger, comparison_id), None)
         except Exception as err:  # noqa: BLE001 - shown as a modal rather than lost in the worker
             pada.call_from_thread(pada.show_error, err, "the comparison report failed")
             result = None

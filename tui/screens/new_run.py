@@ -279,7 +279,7 @@ class NewRunScreen(PadaScreen):
     @work(thread=True, exclusive=True, group="preflight", exit_on_error=False)
     def _preflight(self, cfg: Any) -> None:
         # Reads every data file and resolves the models (none is loaded): seconds, not minutes.
-        from pada_local import loop
+        from pada_local.run import loop
 
         try:
             p = loop.preflight(cfg)

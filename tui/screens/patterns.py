@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Label, Select, Static
 
-from pada_local.report import Failure, PatternView, pattern_rounds, patterns
+from pada_local.ledger.report import Failure, PatternView, pattern_rounds, patterns
 
 from ..base import PadaScreen
 from ..format import one_line, pct

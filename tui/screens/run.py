@@ -12,8 +12,8 @@ from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
-from pada_local.report import run_view, stage_notes
-from pada_local.runs import RESUMABLE
+from pada_local.ledger.report import run_view, stage_notes
+from pada_local.ledger.rules import RESUMABLE
 
 from .. import data
 from ..base import PadaScreen

@@ -9,8 +9,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from pada_local.report import comparison_list, run_list
-from pada_local.runs import RESUMABLE
+from pada_local.ledger.compare_report import comparison_list
+from pada_local.ledger.report import run_list
+from pada_local.ledger.rules import RESUMABLE
 
 from .. import data
 from ..base import PadaScreen

@@ -14,8 +14,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Select, Static
 
-from pada_local.report import samples
-from pada_local.runs import effective_verdict
+from pada_local.ledger.report import samples
+from pada_local.ledger.rules import effective_verdict
 
 from .. import data
 from ..base import PadaScreen
@@ -162,15 +162,18 @@ class SamplesScreen(PadaScreen):
 
     def action_export(self) -> None:
         """Export exactly the samples the filters show, in a format `pada data export` writes."""
-        from pada_local.dataset_export import export_selection
+        from pada_local.data.export import export_selection
 
         shown = [int(c["id"]) for c in self.shown]
         if not shown:
             self.notify("no samples shown: change the filters first", severity="warning")
             return
         what = self._described()
-        folder = self.pada.read(lambda ledger: str(Path(ledger.config(self.run_id).get("workdir") or "runs")
-                                                   / self.run_id / "dataset-selection-FORMAT"), "")
+        def default_folder(ledger: Any) -> str:
+            workdir = Path(ledger.for_run(self.run_id).config().get("workdir") or "runs")
+            return str(workdir / self.run_id / "dataset-selection-FORMAT")
+
+        folder = self.pada.read(default_folder, "")
 
         def done(choice: tuple[str, str] | None) -> None:
             if choice is None:

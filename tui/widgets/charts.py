@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from textual_plotext import PlotextPlot
 
-from pada_local.report import Point  # (label, val %, test %)
+from pada_local.ledger.report import Point  # (label, val %, test %)
 
 
 class ScoreChart(PlotextPlot):

@@ -6,7 +6,7 @@ result by the same rule; the runs are grouped under a comparison record in the s
 (zero-shot + LoRA on D_train) depends only on the seed, so it is computed once per seed and
 reused by the other strategies (recorded as reused, same adapter file and checksum). A
 comparison resumes like a run: finished cells are skipped, an interrupted one continues.
-The numbers it reports are computed in report.py (comparison_report).
+The numbers it reports are computed in ledger/report.py (comparison_report).
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import Config, from_dict
+from ..config import Config, dump, from_dict
+from ..errors import Cancelled, ConfigError
+from ..events import Event, Reporter, silent
+from ..ledger.comparisons import check_not_running
+from ..ledger.runs import Ledger
 from .engines import versions
-from .errors import Cancelled, ConfigError, PadaError
-from .events import Event, Reporter, silent
-from .loop import Orchestrator, StopCheck, preflight
-from .runs import Ledger
+from .loop import Orchestrator, StopCheck
+from .preflight import preflight
 
 STRATEGIES = ("none", "llm2llm", "paraphrase", "pada")
 
@@ -75,8 +77,9 @@ def resume(store: Path, comparison_id: str, *, report: Reporter = silent,
            should_stop: StopCheck | None = None) -> str:
     """Continue a comparison: finished runs are skipped, an interrupted one resumes."""
     with Ledger.open_existing(store) as ledger:
-        cid = ledger.comparison(comparison_id)["id"]
-        check_not_running(ledger, cid)
+        row = ledger.comparison(comparison_id)
+        check_not_running(row)
+        cid = row["id"]
         report(Event("log", "compare", message=f"resuming comparison {cid}"))
         return Grid(ledger, cid, report, should_stop).run()
 
@@ -127,21 +130,20 @@ class Grid:
             run_id = self._new_run(cfg, strategy, seed)
         else:
             run_id = cell["run_id"]
-            self.ledger.check_resumable(run_id)
+            self.ledger.for_run(run_id).check_resumable()
         self.report(Event("log", "compare", message=f"{strategy}, seed {seed}: run {run_id}"))
         prepared = preflight(cfg)
         Orchestrator(prepared, self.ledger, run_id, report=self.report, should_stop=self.should_stop).run()
 
     def _new_run(self, cfg: Config, strategy: str, seed: int) -> str:
-        from .config import dump
-
         run_id = self.ledger.create_run(config=dump(cfg), versions=versions())
         self.ledger.add_comparison_run(self.cid, run_id, strategy, seed)
         source = self._round0_source(seed, run_id)
         if source is not None:
             self.ledger.reuse_round(source, run_id, 0)
             self.report(Event("log", "compare", message=f"round 0 reused from run {source}"))
-        self.ledger.mark_stopped(run_id, "interrupted")  # not running until the orchestrator starts it
+        # Not running until the orchestrator starts it.
+        self.ledger.for_run(run_id).mark_stopped("interrupted")
         return run_id
 
     def _round0_source(self, seed: int, run_id: str) -> str | None:
@@ -152,21 +154,5 @@ class Grid:
         return None
 
     def _round0_done(self, run_id: str) -> bool:
-        return all(self.ledger.stage_done(run_id, 0, s) for s in ("zero_shot", "train", "eval"))
-
-
-def cost(ledger: Ledger, cid: str) -> dict[str, int]:
-    """Rounds computed against rounds a naive grid would compute (every strategy, every round)."""
-    runs = ledger.comparison_runs(cid)
-    rounds = [r for x in runs for r in ledger.rounds(x["run_id"]) if r["status"] == "done"]
-    computed = sum(r["reused_from"] is None for r in rounds)
-    return {"rounds_computed": computed, "rounds_naive": len(rounds), "rounds_saved": len(rounds) - computed}
-
-
-def check_not_running(ledger: Ledger, cid: str) -> None:
-    from .files import pid_alive
-
-    row = ledger.comparison(cid)
-    if row["status"] == "running" and pid_alive(row.get("pid")):
-        raise PadaError(f"comparison {cid} is still running (pid {row['pid']})",
-                        hint="stop it first, or wait")
+        run = self.ledger.for_run(run_id)
+        return all(run.stage_done(0, s) for s in ("zero_shot", "train", "eval"))

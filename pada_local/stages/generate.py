@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from .backends.base import ChatRequest, Completion, Generator
-from .config import TaskConfig
-from .data import Example
-from .events import Reporter, StageProgress, silent
-from .prompts import ComputedReply, InputReply, SampleReply, render
-from .records import Candidate, EvalRow, Job, Pattern
-from .seeds import derive
-from .textsim import jaccard, shingles
+from ..backends.base import ChatRequest, Completion, Embedder, Generator
+from ..config import LoopConfig, TaskConfig
+from ..events import Reporter, StageProgress, silent
+from ..prompts import ComputedReply, InputReply, SampleReply, render
+from ..records import Candidate, EvalRow, Example, Job, Pattern
+from ..scoring import Scorer
+from ..seeds import derive
+from ..textsim import jaccard, shingles
 
 
 def split_budget(budget: int, weights: Sequence[int]) -> list[int]:
@@ -47,6 +47,58 @@ class Answers:
     mode: Literal["teacher", "label", "computed"] = "teacher"
     label_of: Callable[[str], str | None] = lambda ref: None  # a reference -> its label as trained
     pattern_labels: dict[int, list[str]] = field(default_factory=dict)  # cluster -> failures' labels
+
+
+def answers_for(task: TaskConfig, loop: LoopConfig, scorer: Scorer, has_verifier: bool,
+                train: Sequence[Example], validation: Sequence[EvalRow],
+                clusters: Mapping[str, int]) -> Answers:
+    """Who decides a sample's answer: a label picked first (label and choice tasks), an evaluated
+    expression (numeric tasks), else the teacher. Pattern jobs take the labels of the validation
+    failures behind their pattern (the references only: no validation text reaches a prompt)."""
+    kind = task.scorer.kind
+    if kind == "numeric" and loop.computed_answers and not has_verifier:
+        return Answers("computed")  # (a task verifier knows the answer: it decides instead)
+    if kind not in ("label", "choice") or not loop.label_first:
+        return Answers()
+    refs = {x.item_id: x.reference for x in validation}
+    behind: dict[int, list[str]] = {}
+    for item_id, c in clusters.items():
+        if item_id in refs:
+            behind.setdefault(c, []).append(refs[item_id])
+    return Answers("label", scorer.spelling([ex.output for ex in train]), behind)
+
+
+def pattern_pools(embedder: Embedder, patterns: Sequence[Pattern], validation: Sequence[EvalRow],
+                  clusters: Mapping[str, int], train: Sequence[Example],
+                  size: int = 8) -> dict[int, tuple[Example, ...]]:
+    """Per pattern, the train items nearest (by embedding) to the validation failures behind it.
+    Only train items reach the prompt; validation only steers which ones."""
+    import numpy as np
+
+    inputs = {x.item_id: x.input for x in validation}
+    members: dict[int, list[str]] = {}
+    for item_id, c in clusters.items():
+        if item_id in inputs:
+            members.setdefault(c, []).append(inputs[item_id])
+    train_vecs = embedder.embed([ex.input for ex in train])
+    pools = {}
+    for p in patterns:
+        if members.get(p.cluster):
+            centre = embedder.embed(members[p.cluster]).mean(axis=0)
+            order = np.argsort(-(train_vecs @ centre), kind="stable")[:size]
+            pools[p.cluster] = tuple(train[int(i)] for i in order)
+    return pools
+
+
+def plan_round(loop: LoopConfig, round_: int, patterns: Sequence[Pattern], train_failures: Sequence[EvalRow],
+               train: Sequence[Example], pools: dict[int, tuple[Example, ...]], answers: Answers,
+               scope: str) -> list[Job]:
+    """A round's jobs under the loop's settings (budget: |D_train| unless set), each key scoped
+    by `scope` (the run id: candidate keys are unique across the whole store)."""
+    budget = loop.budget if loop.budget is not None else len(train)
+    jobs = plan_jobs(loop.strategy, round_, budget, patterns, train_failures, train, loop.seed, pools,
+                     answers, exemplar_sets=loop.exemplar_sets)
+    return [replace(j, key=f"{scope}/{j.key}") for j in jobs]
 
 
 def plan_jobs(strategy: str, round_: int, budget: int, patterns: Sequence[Pattern],

@@ -13,16 +13,24 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..backends.base import ChatRequest, Completion, Embedder, Generator
+from ..config import QualityConfig, TaskConfig
+from ..events import Reporter, StageProgress, silent
+from ..leakage import LeakGuard
+from ..prompts import (
+    GradeReply,
+    JudgeReply,
+    SolveReply,
+    judge_messages,
+    render,
+    solve_messages,
+    student_messages,
+)
+from ..records import Candidate, Example, Reason, Trust, Verdict
+from ..scoring import Scorer, offered_letters
+from ..textsim import NgramIndex
 from .arith import ArithError, integer_answers, solve
-from .backends.base import ChatRequest, Completion, Embedder, Generator
-from .config import QualityConfig, TaskConfig
-from .data import Example
-from .events import Reporter, StageProgress, silent
-from .leakage import LeakGuard
-from .prompts import GradeReply, JudgeReply, SolveReply, render, student_messages
-from .records import Candidate, Verdict
-from .scoring import Scorer, offered_letters
-from .textsim import NgramIndex
+from .balance import LabelMix, keep_label_mix
 
 # Words of the generation prompts (prompts/generate_*.txt) a weak teacher copies into a sample's
 # input, e.g. "Calculate 226512 / 726 = (correct answer: 312; the student said: 226512)".
@@ -60,15 +68,6 @@ def _reference(embedder: Embedder, items: Sequence[tuple[str, str]]) -> _Referen
     labels = [label for label, _ in items]
     vectors = embedder.embed([text for _, text in items]) if items else None
     return _Reference(NgramIndex(items), vectors, labels)
-
-
-@dataclass(frozen=True)
-class Trust:
-    """What the teacher check allows: may the teacher's re-solve, and the judge's score, decide?"""
-
-    teacher: bool = True
-    judge: bool = True
-    why: str = ""  # the check's plain line, quoted in a rejection
 
 
 class QualityControl:
@@ -125,9 +124,13 @@ class QualityControl:
             self._ask_all("judge", agreed)
 
     def _asks_teacher(self, cand: Candidate) -> bool:
-        if cand.expression is not None or not self.cfg.confirm_answer or not self.trust.teacher:
-            return False
-        return self.verifier is None or self.verifier(cand.input) is None
+        return self.cfg.confirm_answer and self.trust.teacher and not self._answer_decided(cand)
+
+    def _answer_decided(self, cand: Candidate) -> bool:
+        """The task verifier or the arithmetic evaluator decides this sample's answer."""
+        if cand.expression is not None:
+            return True
+        return self.verifier is not None and self.verifier(cand.input) is not None
 
     def _ask_all(self, kind: str, cands: Sequence[Candidate]) -> None:
         gen = self.teacher if kind == "solve" else self.judge
@@ -144,8 +147,6 @@ class QualityControl:
 
     def _request(self, kind: str, cand: Candidate) -> ChatRequest:
         # The same prompts the teacher check measures the teacher (and judge) with.
-        from .teachercheck import judge_messages, solve_messages
-
         if kind == "solve":
             return ChatRequest(solve_messages(self.task, cand.input), schema=SolveReply, temperature=0.0,
                                max_tokens=96)
@@ -165,35 +166,37 @@ class QualityControl:
     def _review_one(self, cand: Candidate, vector: Any) -> Verdict:
         cheap = self._cheap_checks(cand, vector)
         if cheap is not None:
-            return Verdict(cand.key, False, cheap)
+            return Verdict(cand.key, *cheap)
         confirm = self._confirm(cand)
         # The verifier's (and the evaluator's) word is final; the judge is for the rest, and only
         # when its check showed it can tell a right answer from a wrong one.
-        final = confirm.reason.startswith(("accepted: task verifier", "accepted: computed"))
+        final = self._answer_decided(cand)
         if not confirm.accepted or not self.cfg.judge or final or not self.trust.judge:
             return confirm
         return self._judge(cand, confirm)
 
-    def _cheap_checks(self, cand: Candidate, vector: Any) -> str | None:
+    def _cheap_checks(self, cand: Candidate, vector: Any) -> tuple[Reason, str] | None:
         if cand.parse_error is not None:
-            return f"unparseable: {cand.parse_error}"
+            return Reason.UNPARSEABLE, f"unparseable: {cand.parse_error}"
         if not cand.input.strip():  # e.g. the teacher wrote only "Question:", which is stripped
-            return "unparseable: empty input"
+            return Reason.UNPARSEABLE, "unparseable: empty input"
         echo = next((e for e in self.echoes if e in cand.input.lower()), None)
         if echo is not None:
-            return f"copies the prompt: the input contains {echo!r}"
+            return Reason.COPIES_PROMPT, f"copies the prompt: the input contains {echo!r}"
         problem = self.scorer.format_problem(cand.output) or self._options_problem(cand)
         if problem is not None:
-            return f"wrong format: {problem}"
+            return Reason.WRONG_FORMAT, f"wrong format: {problem}"
         hit = self.held_out.nearest(cand.input, vector, self.cfg)
         if hit is not None:
-            return f"contamination: near-duplicate of {hit[0]} ({hit[1]:.2f})"
+            return Reason.CONTAMINATION, f"contamination: near-duplicate of {hit[0]} ({hit[1]:.2f})"
         leaks = self.guard.find(f"{cand.input}\n{cand.output}")
         if leaks:  # the same test the loop's last line of defence applies
-            return f"contamination: contains {leaks[0].split} item {leaks[0].item_id} ({leaks[0].how})"
+            leak = leaks[0]
+            return Reason.CONTAMINATION, f"contamination: contains {leak.split} item {leak.item_id} " \
+                f"({leak.how})"
         hit = self.known.nearest(cand.input, vector, self.cfg)
         if hit is not None:
-            return f"duplicate of {hit[0]} ({hit[1]:.2f})"
+            return Reason.DUPLICATE, f"duplicate of {hit[0]} ({hit[1]:.2f})"
         return None
 
     def _options_problem(self, cand: Candidate) -> str | None:
@@ -214,15 +217,15 @@ class QualityControl:
         expected = self.verifier(cand.input) if self.verifier is not None else None
         if expected is not None:
             if self.scorer.score(cand.output, expected) > 0:
-                return Verdict(cand.key, True, "accepted: task verifier confirms the answer")
+                return _accept(cand, "accepted: task verifier confirms the answer")
             if self.cfg.verifier_fixes_answer:
-                return Verdict(cand.key, True, f"accepted: task verifier corrected the answer "
+                return _accept(cand, f"accepted: task verifier corrected the answer "
                                f"(teacher wrote {cand.output[:40]!r})", output=expected)
-            return Verdict(cand.key, False, f"answer not confirmed: the verifier expects {expected!r}")
+            return _not_confirmed(cand, f"answer not confirmed: the verifier expects {expected!r}")
         if cand.expression is not None:
             return self._computed(cand)
         if not self.cfg.confirm_answer:
-            return Verdict(cand.key, True, "accepted")
+            return _accept(cand, "accepted")
         if not self.trust.teacher:
             return self._unconfirmed(cand)
         return self._teacher_confirms(cand)
@@ -232,14 +235,14 @@ class QualityControl:
         try:
             done = solve(cand.expression or "", cand.input, self.integers)
         except ArithError as err:
-            return Verdict(cand.key, False, f"answer not computed: {err}")
+            return _reject(cand, Reason.NOT_COMPUTED, f"answer not computed: {err}")
         if self.scorer.score(cand.output, done.answer) > 0:
-            return Verdict(cand.key, True, f"accepted: computed answer {done.answer} = {done.expression}",
+            return _accept(cand, f"accepted: computed answer {done.answer} = {done.expression}",
                            output=done.answer)
         if self.cfg.verifier_fixes_answer:
-            return Verdict(cand.key, True, f"accepted: computed answer {done.answer} = {done.expression} "
+            return _accept(cand, f"accepted: computed answer {done.answer} = {done.expression} "
                            f"(teacher wrote {cand.output[:40]!r})", output=done.answer)
-        return Verdict(cand.key, False, f"answer not confirmed: {done.expression} = {done.answer}, "
+        return _not_confirmed(cand, f"answer not confirmed: {done.expression} = {done.answer}, "
                        f"the teacher wrote {cand.output[:40]!r}")
 
     def _unconfirmed(self, cand: Candidate) -> Verdict:
@@ -247,58 +250,93 @@ class QualityControl:
         first stands as written (quality.unconfirmed = keep), or when the previous round's student
         finds it likely enough (= student); any other answer is rejected."""
         if cand.target is not None and self.cfg.unconfirmed == "keep":
-            return Verdict(cand.key, True, "accepted: label chosen first (unconfirmed: the teacher is "
+            return _accept(cand, "accepted: label chosen first (unconfirmed: the teacher is "
                            "not checked better than the student)")
         if cand.target is not None and self.cfg.unconfirmed == "student":
             return self._student_agrees(cand, cand.target)
         why = self.trust.why or "the teacher check failed"
-        return Verdict(cand.key, False, f"answer not confirmed: {why}")
+        return _not_confirmed(cand, f"answer not confirmed: {why}")
 
     def _student_agrees(self, cand: Candidate, label: str) -> Verdict:
         """ZeroGen/SuperGen-style filter: keep a sample whose chosen label the student itself
         already finds likely; it adds consistent data, not a label the student cannot check."""
         p, least = self.student_p.get(cand.key), self.cfg.student_confidence
         if p is None:
-            return Verdict(cand.key, False, "answer not confirmed: the student did not score it")
+            return _not_confirmed(cand, "answer not confirmed: the student did not score it")
         if p >= least:
-            return Verdict(cand.key, True, f"accepted: label chosen first, the student agrees "
+            return _accept(cand, f"accepted: label chosen first, the student agrees "
                            f"(p({label}) {p:.2f} >= {least:g})")
-        return Verdict(cand.key, False, f"student doubts the label: p({label}) {p:.2f} < {least:g}")
+        doubt = f"student doubts the label: p({label}) {p:.2f} < {least:g}"
+        return _reject(cand, Reason.STUDENT_DOUBTS, doubt)
 
     def _teacher_confirms(self, cand: Candidate) -> Verdict:
         if self.task.scorer.kind == "judge":  # no extractable answer to compare: the judge grades it
             return self._judge_confirms(cand)
         reply = self._ask("solve", cand)
         if not reply.ok or reply.data is None:
-            return Verdict(cand.key, False, "answer not confirmed: the teacher's re-solve was invalid", None,
-                           (reply,))
+            invalid = "answer not confirmed: the teacher's re-solve was invalid"
+            return _not_confirmed(cand, invalid, None, (reply,))
         answer = reply.data.answer  # type: ignore[attr-defined]
         if self.scorer.score(answer, cand.output) > 0:
-            return Verdict(cand.key, True, "accepted: the teacher's re-solve agrees", None, (reply,))
-        return Verdict(cand.key, False, f"answer not confirmed: the teacher re-solved it as {answer[:60]!r}",
-                       None, (reply,))
+            return _accept(cand, "accepted: the teacher's re-solve agrees", None, (reply,))
+        why = f"answer not confirmed: the teacher re-solved it as {answer[:60]!r}"
+        return _not_confirmed(cand, why, None, (reply,))
 
     def _judge_confirms(self, cand: Candidate) -> Verdict:
         """For judge-scored tasks: the judge grades the candidate's answer under the task's rubric."""
         reply = self._ask("grade", cand)
         if not reply.ok or not isinstance(reply.data, GradeReply):
-            return Verdict(cand.key, False, "answer not confirmed: the judge's grade was invalid", None,
-                           (reply,))
+            return _not_confirmed(cand, "answer not confirmed: the judge's grade was invalid", None, (reply,))
         if reply.data.correct:
-            return Verdict(cand.key, True, "accepted: the judge grades the answer correct", None, (reply,))
+            return _accept(cand, "accepted: the judge grades the answer correct", None, (reply,))
         why = f"answer not confirmed: the judge grades it wrong: {reply.data.reason[:100]}"
-        return Verdict(cand.key, False, why, None, (reply,))
+        return _not_confirmed(cand, why, None, (reply,))
 
     def _judge(self, cand: Candidate, confirmed: Verdict) -> Verdict:
         reply = self._ask("judge", cand)
         spent = confirmed.completions + (reply,)
         if not reply.ok or reply.data is None:
-            return Verdict(cand.key, False, "judge reply invalid", None, spent)
+            return _reject(cand, Reason.JUDGE_INVALID, "judge reply invalid", None, spent)
         score, why = reply.data.score, reply.data.reason  # type: ignore[attr-defined]
         if score < self.cfg.judge_threshold:
-            return Verdict(cand.key, False, f"judge score {score} < {self.cfg.judge_threshold}: {why[:120]}",
-                           score, spent)
-        return Verdict(cand.key, True, f"{confirmed.reason}; judge score {score}", score, spent)
+            low = f"judge score {score} < {self.cfg.judge_threshold}: {why[:120]}"
+            return _reject(cand, Reason.JUDGE_LOW, low, score, spent)
+        return _accept(cand, f"{confirmed.reason}; judge score {score}", score, spent)
+
+
+def review_round(qc: QualityControl, candidates: Sequence[Candidate], mix: LabelMix | None, *,
+                 report: Reporter = silent, round_: int | None = None
+                 ) -> tuple[list[Verdict], dict[str, Any]]:
+    """A round's verdicts (in the order given) with the label mix kept, and what to record of
+    them: counts, rejections by kind, the label mix."""
+    verdicts = qc.review(candidates, report=report, round_=round_)
+    detail: dict[str, Any] = {}
+    if mix is not None:
+        outputs = {c.key: c.output for c in candidates}
+        verdicts, detail = keep_label_mix(verdicts, outputs, mix, report=report, round_=round_)
+    n_ok = sum(v.accepted for v in verdicts)
+    return verdicts, {"accepted": n_ok, "rejected": len(verdicts) - n_ok, "reasons": reason_counts(verdicts),
+                      **detail}
+
+
+def reason_counts(verdicts: Sequence[Verdict]) -> dict[str, int]:
+    """Verdicts counted by kind (every duplicate is a duplicate, whatever it duplicates)."""
+    counts: dict[str, int] = {}
+    for v in verdicts:
+        counts[v.kind.value] = counts.get(v.kind.value, 0) + 1
+    return counts
+
+
+def _accept(cand: Candidate, why: str, *args: Any, **kwargs: Any) -> Verdict:
+    return Verdict(cand.key, Reason.ACCEPTED, why, *args, **kwargs)
+
+
+def _not_confirmed(cand: Candidate, why: str, *args: Any, **kwargs: Any) -> Verdict:
+    return Verdict(cand.key, Reason.NOT_CONFIRMED, why, *args, **kwargs)
+
+
+def _reject(cand: Candidate, kind: Reason, why: str, *args: Any, **kwargs: Any) -> Verdict:
+    return Verdict(cand.key, kind, why, *args, **kwargs)
 
 
 def _options_laid_out(task: TaskConfig, scorer: Scorer, train: Sequence[Example]) -> int:

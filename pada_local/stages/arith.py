@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .scoring import last_number, number_strings
+from ..scoring import last_number, number_strings
 
 MAX_ABS = 1e12  # a bound on every intermediate value, so 9**9**9 is refused, not computed
 MAX_EXPONENT = 16

@@ -1,18 +1,19 @@
-"""Stage: evaluate the student on a split, item by item (greedy, fixed token cap)."""
+"""Stage: evaluate the student on a split, item by item (greedy, fixed token cap), and score a round."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
-from .backends.base import ChatRequest, Generator
-from .config import TaskConfig
-from .data import Example
-from .errors import PadaError
-from .events import Reporter, StageProgress, silent
-from .prompts import GradeReply, conversation_text, render, student_messages
-from .records import EvalRow
-from .scoring import Scorer
+from ..backends.base import ChatRequest, Generator
+from ..config import TaskConfig
+from ..errors import PadaError
+from ..events import Reporter, StageProgress, silent
+from ..prompts import GradeReply, conversation_text, render, student_messages
+from ..records import EvalRow, Example
+from ..scoring import Scorer
 
+SCORED = ("validation", "test", "train")  # the splits a trained round is scored on
 
 def evaluate(
     student: Generator,
@@ -36,7 +37,7 @@ def evaluate(
     def on_item(i: int, _: object) -> None:
         progress.step()
         if should_stop is not None and should_stop():
-            from .errors import Cancelled
+            from ..errors import Cancelled
 
             raise Cancelled("stopped during evaluation")
 
@@ -94,5 +95,42 @@ def _judge_scores(judge: Generator | None, task: TaskConfig, examples: Sequence[
             for c in judge.generate(requests)]
 
 
+def evaluate_splits(student: Generator, parts: Sequence[tuple[str, Sequence[Example]]], task: TaskConfig,
+                    scorer: Scorer, *, judge: Generator | None = None, options: Sequence[str] | None = None,
+                    model: str = "trained", report: Reporter = silent, round_: int | None = None,
+                    should_stop: Callable[[], bool] | None = None) -> list[EvalRow]:
+    """The student on each (split, items) in turn; an empty split is skipped."""
+    rows: list[EvalRow] = []
+    for split, items in parts:
+        if items:
+            rows += evaluate(student, items, task, scorer, judge=judge, options=options, report=report,
+                             stage=f"eval {split} ({model})", round_=round_, should_stop=should_stop)
+    return rows
+
+
 def accuracy(rows: Sequence[EvalRow]) -> float | None:
     return None if not rows else sum(r.score for r in rows) / len(rows)
+
+
+def split_scores(rows: Sequence[EvalRow], splits: Sequence[str] = SCORED) -> dict[str, float | None]:
+    """Accuracy per split (None for a split with no rows)."""
+    return {split: accuracy([x for x in rows if x.split == split]) for split in splits}
+
+
+def round_metrics(rows: Sequence[EvalRow], clusters: Mapping[str, int],
+                  pattern_ids: Mapping[int, int]) -> list[dict[str, Any]]:
+    """A trained round's metrics: accuracy per split, and per pattern the share of the validation
+    failures behind it that this round fixed."""
+    out: list[dict[str, Any]] = [{"name": "accuracy", "split": split, "value": value}
+                                 for split, value in split_scores(rows).items() if value is not None]
+    now_ = {x.item_id: x.score for x in rows if x.split == "validation"}
+    by_cluster: dict[int, list[str]] = {}
+    for item_id, c in clusters.items():
+        by_cluster.setdefault(c, []).append(item_id)
+    for cluster_id, pattern_id in pattern_ids.items():
+        items = by_cluster.get(cluster_id, [])
+        if items:
+            fixed = sum(now_.get(i, 0.0) for i in items) / len(items)
+            out.append({"name": "pattern_fixed", "split": "validation", "pattern_id": pattern_id,
+                        "value": fixed})
+    return out

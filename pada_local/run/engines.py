@@ -9,12 +9,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .backends.base import ChatRequest, Completion, Embedder, Generator, OnItem
-from .config import Config
-from .errors import ConfigError
-from .events import Event, Reporter
-from .records import EvalRow
+from .. import __version__
+from ..backends.base import ChatRequest, Completion, Embedder, Generator, OnItem
+from ..config import Config, EndpointConfig, TeacherConfig
+from ..errors import ConfigError
+from ..events import Event, Reporter
+from ..records import EvalRow
 
 
 class Engines:
@@ -30,12 +30,12 @@ class Engines:
         self.report(Event("log", "models", message=message))
 
     def student_dir(self) -> Path:
-        from .models import prepare_student, resolve_student
+        from ..models import prepare_student, resolve_student
 
         return prepare_student(resolve_student(self.cfg.models.student), log=self._log)
 
     def student(self, adapter: Path | None) -> Generator:
-        from .backends import get_generator
+        from ..backends import get_generator
 
         gen: Generator = get_generator("hf", self.student_dir(), adapter=adapter,
                                        max_new_tokens=self.cfg.task.max_new_tokens)
@@ -54,18 +54,14 @@ class Engines:
         return self._judge
 
     def _teacher_model(self, name: str, role: str) -> Generator:
-        from .backends import get_generator
-        from .models import resolve_teacher
+        from ..backends import get_generator
+        from ..models import resolve_teacher
 
         t = self.cfg.teacher
         endpoint = self.cfg.models.judge_endpoint if role == "judge" else self.cfg.models.teacher_endpoint
         if endpoint is not None:  # a model behind an OpenAI-compatible server
             self._log(f"teacher {endpoint.model} at {endpoint.base_url}")
-            served: Generator = get_generator(
-                "openai", endpoint.base_url, endpoint.model, api_key_env=endpoint.api_key_env,
-                temperature=t.temperature, max_tokens=t.max_tokens, seed=0 if t.seed is None else t.seed,
-                timeout=endpoint.timeout, retries=endpoint.retries, concurrency=t.concurrency)
-            return served
+            return served(endpoint, t)
         self._log(f"loading teacher {name}")
         gen: Generator = get_generator("llama_cpp", resolve_teacher(name, role), n_ctx=t.n_ctx,
                                        n_threads=t.n_threads,
@@ -77,14 +73,14 @@ class Engines:
 
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            from .backends.embed import SentenceEmbedder
-            from .models import resolve_embedder
+            from ..backends.embed import SentenceEmbedder
+            from ..models import resolve_embedder
 
             self._embedder = SentenceEmbedder(resolve_embedder(self.cfg.models.embedder))
         return self._embedder
 
     def trainer(self) -> Any:
-        from .backends import get_trainer
+        from ..backends import get_trainer
 
         return get_trainer(self.trainer_name)
 
@@ -93,6 +89,23 @@ class Engines:
             close = getattr(gen, "close", None)
             if close is not None:
                 close()
+
+
+def served(endpoint: EndpointConfig, t: TeacherConfig | None = None) -> Generator:
+    """A teacher or judge behind an OpenAI-compatible server. Without teacher settings: the
+    client a pre-run probe uses (one quick retry, no sampling settings)."""
+    from ..backends import get_generator
+
+    common: dict[str, Any] = {"api_key_env": endpoint.api_key_env, "timeout": endpoint.timeout}
+    if t is None:
+        probe: Generator = get_generator("openai", endpoint.base_url, endpoint.model, **common,
+                                         retries=min(endpoint.retries, 1), backoff=0.5)
+        return probe
+    gen: Generator = get_generator("openai", endpoint.base_url, endpoint.model, **common,
+                                   temperature=t.temperature, max_tokens=t.max_tokens,
+                                   seed=0 if t.seed is None else t.seed, retries=endpoint.retries,
+                                   concurrency=t.concurrency)
+    return gen
 
 
 class Tally:

@@ -12,8 +12,13 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..events import Event, Reporter, silent
+from ..records import Reason, Verdict
+from ..scoring import Scorer
 
 
 def distribution(labels: Sequence[str]) -> dict[str, float]:
@@ -71,3 +76,44 @@ def rebalance(train: Sequence[str], earlier: Sequence[str], new: Sequence[tuple[
 def _share(counts: Counter[str]) -> dict[str, float]:
     total = sum(counts.values())
     return {k: v / total for k, v in sorted(counts.items()) if v} if total else {}
+
+
+@dataclass(frozen=True)
+class LabelMix:
+    """What the bound is kept against: D_train's labels, the accepted samples of earlier rounds,
+    how a text reads as a label (as the training references spell it), the bound and the seed."""
+
+    train: tuple[str, ...]
+    earlier: tuple[str, ...]
+    label_of: Callable[[str], str | None]
+    max_tv: float
+    seed: int
+
+
+def label_mix_for(kind: str, scorer: Scorer, train: Sequence[str], earlier: Sequence[str], max_tv: float,
+                  seed: int) -> LabelMix | None:
+    """The bound for a label or choice task (`train`, `earlier`: the answers as written); None
+    for any other kind of task, which has no label mix to keep."""
+    if kind not in ("label", "choice"):
+        return None
+    return LabelMix(tuple(train), tuple(earlier), scorer.spelling(train), max_tv, seed)
+
+
+def keep_label_mix(verdicts: list[Verdict], outputs: dict[str, str], mix: LabelMix, *,
+                   report: Reporter = silent, round_: int | None = None
+                   ) -> tuple[list[Verdict], dict[str, Any]]:
+    """Drop a seeded choice of this round's surplus accepted samples (each rejected with that
+    reason) until the training set's label mix is within the bound of D_train's."""
+    def label(text: str) -> str:
+        return mix.label_of(text) or "?"
+
+    new = [(v.key, label(v.output or outputs[v.key])) for v in verdicts if v.accepted]
+    found = rebalance([label(x) for x in mix.train], [label(x) for x in mix.earlier], new, mix.max_tv,
+                      mix.seed)
+    why = "label balance: dropped to keep the label mix within TV {:g} of D_train's ({} surplus)"
+    out = [replace(v, kind=Reason.LABEL_BALANCE, reason=why.format(mix.max_tv, found.dropped[v.key]))
+           if v.key in found.dropped else v for v in verdicts]
+    if found.dropped:
+        report(Event("log", "quality", round_, message=f"label balance: dropped {len(found.dropped)} "
+                     f"samples (TV {found.before:.2f} -> {found.after:.2f})"))
+    return out, found.stats()

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .runs import Ledger, effective_status
+from .rules import effective_status
+from .runs import Ledger
 from .store import RunStore
 
 Row = dict[str, Any]
@@ -26,7 +27,7 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
 
-def _ledger(source: Source) -> Ledger:
+def as_ledger(source: Source) -> Ledger:
     """Callers that hold an open RunStore (tests, scripts) get it wrapped: reads still go
     through the ledger's named methods."""
     return source if isinstance(source, Ledger) else Ledger(source)
@@ -48,10 +49,10 @@ def parse_time(text: str | None) -> datetime | None:
 
 def run_rows(source: Source) -> list[Row]:
     """One summary row per run (`pada runs`)."""
-    ledger = _ledger(source)
+    ledger = as_ledger(source)
     rows = []
     for run in ledger.runs():
-        rounds = ledger.rounds(run["id"])
+        rounds = ledger.for_run(run["id"]).rounds()
         rows.append({
             "id": run["id"], "name": run["name"], "task": run["task"], "strategy": run["strategy"],
             "student": run["student"], "teacher": run["teacher"], "status": effective_status(run),
@@ -64,7 +65,7 @@ def run_rows(source: Source) -> list[Row]:
 
 def run_list(source: Source) -> list[Row]:
     """run_rows plus a duration that keeps growing while a run runs (the TUI's runs table)."""
-    ledger = _ledger(source)
+    ledger = as_ledger(source)
     rows = run_rows(ledger)
     now = datetime.now(timezone.utc)
     for row in rows:
@@ -77,7 +78,7 @@ def _duration(ledger: Ledger, row: Row, now: datetime) -> float:
     if row["status"] == "running" and stamp is not None:
         return (now - stamp).total_seconds()
     # Stage time counts unfinished rounds too (a cancelled run's round has no total yet).
-    return sum(s["seconds"] or 0 for s in ledger.stages(row["id"])) or row["seconds"]
+    return sum(s["seconds"] or 0 for s in ledger.for_run(row["id"]).stages()) or row["seconds"]
 
 
 # ---------------------------------------------------------------- one run
@@ -85,7 +86,7 @@ def _duration(ledger: Ledger, row: Row, now: datetime) -> float:
 
 def round_table(source: Source, run_id: str) -> list[Row]:
     """One row for zero-shot, then one per round: scores, samples, time."""
-    rounds = _ledger(source).rounds(run_id)
+    rounds = as_ledger(source).for_run(run_id).rounds()
     rows: list[Row] = []
     first = next((r for r in rounds if r["round"] == 0), None)
     if first is not None and first["zero_shot_val"] is not None:
@@ -107,37 +108,37 @@ def _round_row(r: Row) -> Row:
 
 def run_detail(source: Source, run_id: str) -> dict[str, Any]:
     """Everything `pada runs show --json` prints: the run, its rounds, stages and patterns."""
-    ledger = _ledger(source)
+    ledger = as_ledger(source)
     run = dict(ledger.run(run_id))
     run["status"] = effective_status(run)
     run["config"] = json.loads(run.pop("config_json") or "{}")
     run["versions"] = json.loads(run.pop("versions_json") or "{}")
-    stages = ledger.stages(run_id)
+    stages = ledger.for_run(run_id).stages()
     for s in stages:
         s["detail"] = json.loads(s.pop("detail_json") or "null")
     return {
-        "run": run, "rounds": ledger.rounds(run_id), "stages": stages,
+        "run": run, "rounds": ledger.for_run(run_id).rounds(), "stages": stages,
         "patterns": [{**{k: p[k] for k in ("round", "cluster", "name", "description", "strategy", "size")},
-                      "keywords": pattern_keywords(p)} for p in ledger.pattern_rows(run_id)],
-        "metrics": ledger.metrics(run_id),
-        "counts": ledger.counts(run_id),
+                      "keywords": pattern_keywords(p)} for p in ledger.for_run(run_id).pattern_rows()],
+        "metrics": ledger.for_run(run_id).metrics(),
+        "counts": ledger.for_run(run_id).counts(),
     }
 
 
 def run_view(source: Source, run_id: str) -> dict[str, Any]:
     """Everything the TUI's run screen shows, read in one go (it compares two reads to skip
     redrawing an unchanged screen)."""
-    ledger = _ledger(source)
-    run, rounds = ledger.run(run_id), ledger.rounds(run_id)
+    ledger = as_ledger(source)
+    run, rounds = ledger.run(run_id), ledger.for_run(run_id).rounds()
     return {
         "run": {**run, "status": effective_status(run)},
-        "config": ledger.config(run_id),
+        "config": ledger.for_run(run_id).config(),
         "table": round_table(ledger, run_id),
         "scores": score_series(ledger, run_id),
         "loss": loss_series(ledger, run_id),
         "stages": {r["round"]: stage_rows(ledger, run_id, r["round"]) for r in rounds},
         "rounds": {r["round"]: r for r in rounds},
-        "artifacts": ledger.artifacts(run_id),
+        "artifacts": ledger.for_run(run_id).artifacts(),
     }
 
 
@@ -147,7 +148,7 @@ def stage_rows(source: Source, run_id: str, round_: int) -> list[Row]:
              "finished_at": s["finished_at"],
              "tokens": (s["prompt_tokens"] or 0) + (s["completion_tokens"] or 0),
              "detail": json.loads(s.get("detail_json") or "null") or {}}
-            for s in _ledger(source).stages(run_id, round_)]
+            for s in as_ledger(source).for_run(run_id).stages(round_)]
 
 
 def stage_notes(stages: Sequence[Row]) -> list[str]:
@@ -173,7 +174,7 @@ def _mix(shares: dict[str, float]) -> str:
 def score_series(source: Source, run_id: str) -> list[Point]:
     """(label, val %, test %) for zero-shot and each round, for the score charts."""
     points: list[Point] = []
-    for r in _ledger(source).rounds(run_id):
+    for r in as_ledger(source).for_run(run_id).rounds():
         if r["round"] == 0 and r["zero_shot_val"] is not None:
             points.append(("zero-shot", _percent(r["zero_shot_val"]), _percent(r["zero_shot_test"])))
         if r["val_score"] is not None or r["test_score"] is not None:
@@ -188,7 +189,7 @@ def _percent(value: float | None) -> float | None:
 def loss_series(source: Source, run_id: str) -> dict[int, list[tuple[int, float]]]:
     """Training loss per round: {round: [(step, loss), ...]}."""
     series: dict[int, list[tuple[int, float]]] = {}
-    for s in _ledger(source).train_steps(run_id):
+    for s in as_ledger(source).for_run(run_id).train_steps():
         if s["loss"] is not None:
             series.setdefault(s["round"], []).append((s["step"], s["loss"]))
     return series
@@ -237,27 +238,27 @@ def name_with_keywords(name: str, keywords: list[str]) -> str:
 
 
 def pattern_rounds(source: Source, run_id: str) -> list[int]:
-    return sorted({p["round"] for p in _ledger(source).pattern_rows(run_id)})
+    return sorted({p["round"] for p in as_ledger(source).for_run(run_id).pattern_rows()})
 
 
 def patterns(source: Source, run_id: str, round_: int) -> list[PatternView]:
     """A round's patterns, each with the analyses and validation failures behind it and
     whether those failures were fixed when the student was evaluated after this round."""
-    ledger = _ledger(source)
+    ledger = as_ledger(source)
     failures = _failures(ledger, run_id, round_)
-    fixed = {m["pattern_id"]: m["value"] for m in ledger.metrics(run_id, round_, "pattern_fixed")}
-    cands = ledger.candidate_rows(run_id, round_)
+    fixed = {m["pattern_id"]: m["value"] for m in ledger.for_run(run_id).metrics(round_, "pattern_fixed")}
+    cands = ledger.for_run(run_id).candidate_rows(round_)
     return [_pattern_view(p, fixed.get(p["id"]), failures.get(p["cluster"], []), cands)
-            for p in ledger.pattern_rows(run_id, round_)]
+            for p in ledger.for_run(run_id).pattern_rows(round_)]
 
 
 def _failures(ledger: Ledger, run_id: str, round_: int) -> dict[int, list[Failure]]:
     """cluster -> the failures its analyses explain. Patterns of round r are mined from the
     failures of the student evaluated after round r-1, and checked again after round r."""
-    failed = _by_item(ledger.eval_items(run_id, round_ - 1, "validation"))
-    after = _by_item(ledger.eval_items(run_id, round_, "validation"))
+    failed = _by_item(ledger.for_run(run_id).eval_items(round_ - 1, "validation"))
+    after = _by_item(ledger.for_run(run_id).eval_items(round_, "validation"))
     by_cluster: dict[int, list[Failure]] = {}
-    for a in ledger.analysis_rows(run_id, round_):
+    for a in ledger.for_run(run_id).analysis_rows(round_):
         if a["cluster"] is not None:
             by_cluster.setdefault(a["cluster"], []).append(_failure(a, failed, after))
     return by_cluster
@@ -287,9 +288,9 @@ def _failure(a: Row, failed: dict[str, Row], after: dict[str, Row]) -> Failure:
 
 def samples(source: Source, run_id: str) -> list[Row]:
     """All candidates of a run with their effective verdict and their pattern's name."""
-    ledger = _ledger(source)
-    names = {p["id"]: p["name"] for p in ledger.pattern_rows(run_id)}
-    rows = ledger.candidate_rows(run_id)
+    ledger = as_ledger(source)
+    names = {p["id"]: p["name"] for p in ledger.for_run(run_id).pattern_rows()}
+    rows = ledger.for_run(run_id).candidate_rows()
     for c in rows:
         c["pattern"] = names.get(c["pattern_id"], "-") if c["pattern_id"] is not None else "-"
     return rows
@@ -298,141 +299,13 @@ def samples(source: Source, run_id: str) -> list[Row]:
 def compare_runs(source: Source, run_ids: list[str]) -> list[Row]:
     """Per run, what the compare view puts side by side: the run, its rounds and score
     series, samples accepted and rejected (effective verdicts), and its total round time."""
-    ledger = _ledger(source)
+    ledger = as_ledger(source)
     return [_comparison(ledger, run_id) for run_id in run_ids]
 
 
 def _comparison(ledger: Ledger, run_id: str) -> Row:
-    rounds = ledger.rounds(run_id)
-    verdicts = [c["effective"] for c in ledger.candidate_rows(run_id)]
+    rounds = ledger.for_run(run_id).rounds()
+    verdicts = [c["effective"] for c in ledger.for_run(run_id).candidate_rows()]
     return {"run": ledger.run(run_id), "rounds": rounds, "scores": score_series(ledger, run_id),
             "accepted": verdicts.count("accepted"), "rejected": verdicts.count("rejected"),
             "seconds": sum(x["seconds"] or 0 for x in rounds)}
-
-
-# ---------------------------------------------------------------- comparisons (`pada compare`)
-
-TEACHER_STAGES = ("analyze", "patterns", "strategies", "generate", "quality")
-
-
-def comparison_list(source: Source) -> list[Row]:
-    ledger = _ledger(source)
-    return [{"id": c["id"], "name": c["name"], "status": c["status"],
-             "strategies": json.loads(c["strategies_json"]), "seeds": json.loads(c["seeds_json"]),
-             "created_at": c["created_at"]} for c in ledger.comparisons()]
-
-
-def comparison_report(source: Source, comparison_id: str, *, n_boot: int = 2000) -> dict[str, Any]:
-    """Per strategy: sealed-test accuracy (selected round and last round) mean ± sd over seeds,
-    the paired difference to `none` with a 95% bootstrap interval and the share of seeds won,
-    validation scores, samples, teacher tokens, time; per-pattern evidence for `pada`."""
-    from .compare import cost
-
-    ledger = _ledger(source)
-    row = ledger.comparison(comparison_id)
-    cells = [{**x, **_cell_result(ledger, x["run_id"])} for x in ledger.comparison_runs(row["id"])]
-    strategies = json.loads(row["strategies_json"])
-    baseline = [c for c in cells if c["strategy"] == "none"]
-    return {"id": row["id"], "name": row["name"], "status": row["status"],
-            "seeds": json.loads(row["seeds_json"]),
-            "strategies": [_strategy_summary(s, [c for c in cells if c["strategy"] == s], baseline, n_boot)
-                           for s in strategies],
-            "cells": [{k: v for k, v in c.items() if not k.startswith("_")} for c in cells],
-            "cost": cost(ledger, row["id"])}
-
-
-def _cell_result(ledger: Ledger, run_id: str) -> Row:
-    """One run of the grid: its selected round (best validation, same rule for every strategy)
-    and last round, their scores and per-item test results, and what the run spent."""
-    from .runs import best_round
-
-    rounds = [r for r in ledger.rounds(run_id) if r["status"] == "done" and r["val_score"] is not None]
-    chosen, last = best_round(rounds), (rounds[-1] if rounds else None)
-    fresh = {r["round"] for r in ledger.rounds(run_id) if r["reused_from"] is None}
-    stages = [s for s in ledger.stages(run_id) if s["round"] in fresh]
-    return {"selected_round": None if chosen is None else chosen["round"],
-            "test_selected": None if chosen is None else chosen["test_score"],
-            "val_selected": None if chosen is None else chosen["val_score"],
-            "test_last": None if last is None else last["test_score"],
-            "val_last": None if last is None else last["val_score"],
-            "generated": sum(r["n_synthetic"] or 0 for r in rounds),
-            "accepted": sum(r["n_accepted"] or 0 for r in rounds),
-            "teacher_tokens": sum((s["prompt_tokens"] or 0) + (s["completion_tokens"] or 0)
-                                  for s in stages if s["stage"] in TEACHER_STAGES),
-            "seconds": round(sum(s["seconds"] or 0 for s in stages), 1),
-            "_test_items": {} if chosen is None else _item_scores(ledger, run_id, chosen["round"], "test"),
-            "patterns": _pattern_evidence(ledger, run_id, [r["round"] for r in rounds])}
-
-
-def _item_scores(ledger: Ledger, run_id: str, r: int, split: str) -> dict[str, float]:
-    return {x["item_id"]: x["score"] or 0.0 for x in ledger.eval_items(run_id, r, split)}
-
-
-def _strategy_summary(strategy: str, cells: list[Row], baseline: list[Row], n_boot: int) -> Row:
-    from .stats import mean_sd
-
-    def spread(key: str) -> dict[str, float | None]:
-        mean, sd = mean_sd([c[key] for c in cells if c[key] is not None])
-        return {"mean": mean, "sd": sd}
-
-    out: Row = {"strategy": strategy, "seeds": [c["seed"] for c in cells],
-                "test_selected": spread("test_selected"), "test_last": spread("test_last"),
-                "val_selected": spread("val_selected"), "generated": sum(c["generated"] for c in cells),
-                "accepted": sum(c["accepted"] for c in cells),
-                "teacher_tokens": sum(c["teacher_tokens"] for c in cells),
-                "seconds": round(sum(c["seconds"] for c in cells), 1)}
-    if strategy != "none":
-        out["vs_none"] = _versus(cells, baseline, n_boot)
-        out["patterns"] = _pattern_totals(cells)
-    return out
-
-
-def _versus(cells: list[Row], baseline: list[Row], n_boot: int) -> Row | None:
-    """The paired difference to `none` (same seed, same test items), with a seeded bootstrap."""
-    from .stats import paired_bootstrap
-
-    base = {c["seed"]: c for c in baseline}
-    diffs, wins, paired = {}, 0, 0
-    for c in cells:
-        b = base.get(c["seed"])
-        if b is None or not c["_test_items"]:
-            continue
-        items = sorted(set(c["_test_items"]) & set(b["_test_items"]))
-        diffs[c["seed"]] = [c["_test_items"][i] - b["_test_items"][i] for i in items]
-        paired += 1
-        wins += (c["test_selected"] or 0) > (b["test_selected"] or 0)
-    if not paired:
-        return None
-    estimate, low, high = paired_bootstrap(diffs, n_boot=n_boot, seed=0)
-    verdict = "no measurable gain at this size" if low <= 0 <= high else \
-        ("better than none" if low > 0 else "worse than none")
-    return {"difference": estimate, "low": low, "high": high, "wins": wins, "seeds": paired,
-            "verdict": verdict}
-
-
-def _pattern_evidence(ledger: Ledger, run_id: str, rounds: list[int]) -> list[Row]:
-    """Per round with patterns: of the validation failures behind its patterns, the share the
-    next model fixed, against the share of the other validation failures it fixed."""
-    out = []
-    for r in (x for x in rounds if x >= 1):
-        targeted_all = set(ledger.cluster_of(run_id, r))
-        if not targeted_all:
-            continue
-        before = _item_scores(ledger, run_id, r - 1, "validation")
-        after = _item_scores(ledger, run_id, r, "validation")
-        failed = {i for i, s in before.items() if s == 0}
-        targeted, other = failed & targeted_all, failed - targeted_all
-        out.append({"round": r, "targeted": len(targeted),
-                    "targeted_fixed": sum(after.get(i, 0) > 0 for i in targeted),
-                    "other": len(other), "other_fixed": sum(after.get(i, 0) > 0 for i in other)})
-    return out
-
-
-def _pattern_totals(cells: list[Row]) -> Row | None:
-    rows = [p for c in cells for p in c["patterns"]]
-    if not rows:
-        return None
-    total = {k: sum(p[k] for p in rows) for k in ("targeted", "targeted_fixed", "other", "other_fixed")}
-    total["targeted_share"] = total["targeted_fixed"] / total["targeted"] if total["targeted"] else None
-    total["other_share"] = total["other_fixed"] / total["other"] if total["other"] else None
-    return total

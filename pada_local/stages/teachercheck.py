@@ -16,12 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .backends.base import ChatRequest, Generator
-from .config import Config, TaskConfig
-from .data import Example
-from .events import Reporter, StageProgress, silent
-from .prompts import JudgeReply, SolveReply, render
-from .scoring import Scorer
+from ..backends.base import ChatRequest, Generator
+from ..config import TaskConfig
+from ..events import Reporter, StageProgress, silent
+from ..prompts import JudgeReply, SolveReply, judge_messages, solve_messages
+from ..records import Example, Trust
+from ..scoring import Scorer
+from ..seeds import derive
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,28 @@ class CheckResult:
                 "against": self.against, "items": self.items}
 
 
+def run_checks(teacher: Generator, judge: Generator | None, train: Sequence[Example], task: TaskConfig,
+               scorer: Scorer, *, n: int, seed: int, baseline: float, margin: float,
+               against: str = "student {:.0f}% on validation after round 0", report: Reporter = silent,
+               round_: int | None = None) -> list[CheckResult]:
+    """The teacher check (and a separate judge's), as a run and `pada teacher check` both run it:
+    the same seeded train items (purpose "teacher_check"), prompts and scorer."""
+    items = pick(train, n, derive(seed, "teacher_check", 0))
+    checks = [check_teacher(teacher, items, task, scorer, baseline=baseline, margin=margin, report=report,
+                            round_=round_, against=against)]
+    if judge is not None:
+        checks.append(check_judge(judge, items, task, scorer, train, margin=margin,
+                                  seed=derive(seed, "judge_check", 0), report=report, round_=round_))
+    return checks
+
+
+def trust_of(detail: dict[str, Any]) -> Trust:
+    """What a stored check allows (a judge without its own check is the teacher)."""
+    teacher = from_stats(detail["teacher"])
+    judge = from_stats(detail["judge"]) if "judge" in detail else teacher
+    return Trust(teacher.trusted, judge.trusted, teacher.line())
+
+
 def from_stats(detail: dict[str, Any]) -> CheckResult:
     return CheckResult(detail["role"], detail["accuracy"], detail["baseline"], detail["margin"],
                        detail["n"], detail.get("items", []), detail.get("against", CheckResult.against))
@@ -87,11 +110,6 @@ def check_teacher(teacher: Generator, items: Sequence[Example], task: TaskConfig
     return CheckResult("teacher", accuracy, baseline, margin, len(rows), rows, against)
 
 
-def solve_messages(task: TaskConfig, text: str) -> tuple[dict[str, str], ...]:
-    return render("solve", task_description=task.description or task.name,
-                  answer_format=task.answer_format or "as in the examples", input=text)
-
-
 def check_judge(judge: Generator, items: Sequence[Example], task: TaskConfig, scorer: Scorer,
                 train: Sequence[Example], *, margin: float, seed: int, report: Reporter = silent,
                 round_: int | None = None) -> CheckResult:
@@ -115,11 +133,6 @@ def check_judge(judge: Generator, items: Sequence[Example], task: TaskConfig, sc
     return CheckResult("judge", accuracy, 0.5, margin, len(rows), rows)
 
 
-def judge_messages(task: TaskConfig, text: str, answer: str) -> tuple[dict[str, str], ...]:
-    return render("judge", task_description=task.description or task.name,
-                  answer_format=task.answer_format or "as in the examples", input=text, output=answer)
-
-
 def _score(reply: Any) -> int | None:
     return int(reply.data.score) if reply.ok and reply.data is not None else None
 
@@ -129,7 +142,7 @@ def wrong_answer(ex: Example, scorer: Scorer, train: Sequence[Example], rng: ran
     reference that the scorer does not count as right."""
     kind = scorer.cfg.kind
     if kind == "numeric":
-        from .scoring import last_number
+        from ..scoring import last_number
 
         value = last_number(ex.output)
         if value is None:
@@ -145,34 +158,3 @@ def wrong_answer(ex: Example, scorer: Scorer, train: Sequence[Example], rng: ran
         if kind == "judge" or scorer.score(other, ex.output) == 0:
             return other
     return None
-
-
-def standalone(cfg: Config, *, report: Reporter = silent, baseline: float | None = None) -> list[CheckResult]:
-    """`pada teacher check CONFIG`: the same items and prompts a run's check uses. Without a
-    run's round-0 score to set beside it, the baseline is the untrained student on validation
-    (lower than a trained one: a teacher that passes here may still fail inside a run)."""
-    from .engines import Engines
-    from .evaluate import accuracy, evaluate
-    from .loop import preflight
-    from .seeds import derive
-
-    p = preflight(cfg)
-    engines = Engines(cfg, p.trainer, report)
-    try:
-        against = "the student {:.0f}% on validation (given)"
-        if baseline is None:
-            against = "the untrained student {:.0f}% on validation; a run compares with its round-0 model"
-            rows = evaluate(engines.student(None), p.splits.validation, cfg.task, p.scorer, options=p.options,
-                            report=report, stage="eval validation (zero-shot)")
-            baseline = accuracy(rows) or 0.0
-        seed = derive(cfg.loop.seed, "teacher_check", 0)  # the items a run's check uses
-        items = pick(p.splits.train, cfg.quality.teacher_check or 32, seed)
-        checks = [check_teacher(engines.teacher(), items, cfg.task, p.scorer, baseline=baseline,
-                                margin=cfg.quality.teacher_margin, report=report, against=against)]
-        if cfg.models.judge is not None:
-            checks.append(check_judge(engines.judge(), items, cfg.task, p.scorer, p.splits.train,
-                                      margin=cfg.quality.teacher_margin,
-                                      seed=derive(cfg.loop.seed, "judge_check", 0), report=report))
-        return checks
-    finally:
-        engines.close()

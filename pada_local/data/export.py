@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import DataError, PadaError
-from .files import now, sha256_file, write_jsonl
-from .report import pattern_keywords
-from .runs import Ledger, Row
+from ..errors import DataError, PadaError
+from ..files import now, sha256_file, write_jsonl
+from ..ledger.report import pattern_keywords
+from ..ledger.runs import Ledger, Row
 
 FORMATS = ("messages", "alpaca", "sharegpt", "hf")
 DATA_FILE = "train.jsonl"
@@ -68,9 +68,9 @@ def _provenance(c: Mapping[str, Any] | None, patterns: Mapping[int, Row]) -> dic
 
 
 def _train_set_file(ledger: Ledger, run_id: str, round_: int) -> Path:
-    found = [a for a in ledger.artifacts(run_id, kind="train_set") if a["round"] == round_]
+    found = [a for a in ledger.for_run(run_id).artifacts(kind="train_set") if a["round"] == round_]
     if not found:
-        have = sorted({a["round"] for a in ledger.artifacts(run_id, kind="train_set")})
+        have = sorted({a["round"] for a in ledger.for_run(run_id).artifacts(kind="train_set")})
         raise PadaError(f"run {run_id}: round {round_} has no recorded training set",
                         hint=f"rounds with one: {', '.join(map(str, have)) or 'none (no round trained)'}")
     art = found[-1]
@@ -97,9 +97,9 @@ def training_set(ledger: Ledger, run_id: str, round_: int) -> list[dict[str, Any
     """The round's recorded training set, each chat with its provenance. A synthetic sample is
     recognised by its (input, answer) among the candidates of rounds 1..N."""
     path = _train_set_file(ledger, run_id, round_)
-    patterns = {p["id"]: p for p in ledger.pattern_rows(run_id)}
+    patterns = {p["id"]: p for p in ledger.for_run(run_id).pattern_rows()}
     made: dict[tuple[str, str], Row] = {}
-    rows = [c for c in ledger.candidate_rows(run_id) if 1 <= c["round"] <= round_]
+    rows = [c for c in ledger.for_run(run_id).candidate_rows() if 1 <= c["round"] <= round_]
     # Accepted ones first: a verdict changed after training still names the sample it was.
     for c in sorted(rows, key=lambda c: c["effective"] != "accepted"):
         made.setdefault((c["input"], c["output"]), c)
@@ -117,11 +117,11 @@ def training_set(ledger: Ledger, run_id: str, round_: int) -> list[dict[str, Any
 def synthetic_set(ledger: Ledger, run_id: str, round_: int) -> list[dict[str, Any]]:
     """The accepted synthetic samples of rounds 1..N (effective verdict), rendered as the student
     is trained on them: the task's system prompt, then the sample's input."""
-    system = (ledger.config(run_id).get("task") or {}).get("system_prompt")
+    system = (ledger.for_run(run_id).config().get("task") or {}).get("system_prompt")
     head = [] if system is None else [{"role": "system", "content": system}]
-    patterns = {p["id"]: p for p in ledger.pattern_rows(run_id)}
+    patterns = {p["id"]: p for p in ledger.for_run(run_id).pattern_rows()}
     out = []
-    for c in ledger.candidate_rows(run_id):
+    for c in ledger.for_run(run_id).candidate_rows():
         if 1 <= c["round"] <= round_ and c["effective"] == "accepted":
             messages = [*head, {"role": "user", "content": c["input"]},
                         {"role": "assistant", "content": c["output"]}]
@@ -132,10 +132,10 @@ def synthetic_set(ledger: Ledger, run_id: str, round_: int) -> list[dict[str, An
 def selected_set(ledger: Ledger, run_id: str, ids: Sequence[int]) -> list[dict[str, Any]]:
     """Chosen candidates (any verdict: the TUI's filters decide), in the order given, rendered as
     the student would be trained on them, with provenance."""
-    system = (ledger.config(run_id).get("task") or {}).get("system_prompt")
+    system = (ledger.for_run(run_id).config().get("task") or {}).get("system_prompt")
     head = [] if system is None else [{"role": "system", "content": system}]
-    patterns = {p["id"]: p for p in ledger.pattern_rows(run_id)}
-    by_id = {c["id"]: c for c in ledger.candidate_rows(run_id)}
+    patterns = {p["id"]: p for p in ledger.for_run(run_id).pattern_rows()}
+    by_id = {c["id"]: c for c in ledger.for_run(run_id).candidate_rows()}
     missing = [i for i in ids if i not in by_id]
     if missing:
         raise PadaError(f"run {run_id}: no sample {missing[0]}", hint="refresh the list and try again")
@@ -244,18 +244,18 @@ def _write(tmp: Path, rows: list[dict[str, Any]], fmt: str) -> None:
 
 
 def default_out(ledger: Ledger, run_id: str, round_: int, fmt: str, synthetic_only: bool) -> Path:
-    workdir = Path(ledger.config(run_id).get("workdir") or "runs")
+    workdir = Path(ledger.for_run(run_id).config().get("workdir") or "runs")
     kind = "synthetic" if synthetic_only else "train"
     return workdir / run_id / f"dataset-{kind}-r{round_}-{fmt}"
 
 
 def _default_round(ledger: Ledger, run_id: str, synthetic_only: bool) -> int:
     if synthetic_only:
-        return max((c["round"] for c in ledger.candidate_rows(run_id)), default=0)
+        return max((c["round"] for c in ledger.for_run(run_id).candidate_rows()), default=0)
     best = ledger.run(run_id).get("best_round")
     if best is not None:
         return int(best)
-    rounds = [a["round"] for a in ledger.artifacts(run_id, kind="train_set")]
+    rounds = [a["round"] for a in ledger.for_run(run_id).artifacts(kind="train_set")]
     if not rounds:
         raise PadaError(f"run {run_id} has no recorded training set yet",
                         hint="export --synthetic-only, or finish a round first")
@@ -296,7 +296,7 @@ def export_selection(ledger: Ledger, run_id: str, ids: Sequence[int], *, fmt: st
     records = selected_set(ledger, run_id, ids)
     rows = convert(records, fmt)
     r = max(int(x["round"]) for x in records)
-    workdir = Path(ledger.config(run_id).get("workdir") or "runs")
+    workdir = Path(ledger.for_run(run_id).config().get("workdir") or "runs")
     out = Path(out) if out is not None else workdir / run_id / f"dataset-selection-{fmt}"
     if out.exists() and not _replaceable(out):
         raise PadaError(f"{out}: already exists and is not an earlier dataset export",
@@ -315,7 +315,7 @@ def _write_export(ledger: Ledger, run_id: str, ex: Exported, rows: list[dict[str
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         _write(tmp, rows, fmt)
-        run, cfg = ledger.run(run_id), ledger.config(run_id)
+        run, cfg = ledger.run(run_id), ledger.for_run(run_id).config()
         (tmp / "README.md").write_text(_card(run, cfg, ex, source_file), encoding="utf-8")
         manifest = {"kind": KIND, "run_id": run_id, "round": r, "format": fmt, "rows": len(rows),
                     "synthetic_only": synthetic_only, "counts": ex.counts, "created_at": now(),

@@ -12,13 +12,16 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from .backends.base import ChatRequest, Completion, Generator
-from .config import TaskConfig
-from .data import Example
-from .events import Reporter, StageProgress, silent
-from .prompts import AnalysisReply, PatternReply, StrategyReply, conversation_text, render
-from .records import Analysis, Clustering, EvalRow, Pattern
-from .seeds import derive
+from ..backends.base import ChatRequest, Completion, Embedder, Generator
+from ..config import TaskConfig
+from ..events import Reporter, StageProgress, silent
+from ..leakage import LeakGuard
+from ..prompts import AnalysisReply, PatternReply, StrategyReply, conversation_text, render
+from ..records import Analysis, Clustering, EvalRow, Example, Pattern
+from ..seeds import derive
+from .keywords import group_texts, with_keywords
+
+STRATEGY_FALLBACK = "Write new questions like the training examples that exercise: {}."
 
 
 def sample_failures(failures: Sequence[EvalRow], cap: int, seed: int) -> list[EvalRow]:
@@ -111,6 +114,28 @@ def name_patterns(teacher: Generator, analyses: Sequence[Analysis], labels: Sequ
     return [_pattern(c, len(groups[c]), reply) for c, reply in zip(groups, replies, strict=True)]
 
 
+def describe_patterns(teacher: Generator, analyses: Sequence[Analysis], labels: Sequence[int],
+                      task: TaskConfig, guard: LeakGuard, *, seed: int, report: Reporter = silent,
+                      round_: int = 0) -> list[Pattern]:
+    """Each cluster's pattern as a reader will see it: the teacher's name and description with any
+    held-out item removed, and keywords computed from its analyses (which replace a name that is
+    not made of words or shares nothing with its cluster; a keyword that is a held-out item is
+    dropped)."""
+    found = [] if not analyses else name_patterns(teacher, analyses, labels, task, seed=seed, report=report,
+                                                  round_=round_)
+    safe = [replace(p, name=guard.safe(p.name, f"pattern {p.cluster}"),
+                    description=guard.safe(p.description, "(withheld: it quoted a held-out item)"))
+            for p in found]
+    return with_keywords(safe, group_texts([a.text for a in analyses], labels), allowed=guard.allows)
+
+
+def cluster_analyses(embedder: Embedder, analyses: Sequence[Analysis], k_max: int, seed: int) -> Clustering:
+    """The usable analyses embedded and clustered (none: no clusters)."""
+    if not analyses:
+        return Clustering([], 0, {})
+    return cluster(embedder.embed([a.text for a in analyses]), k_max, seed)
+
+
 def _groups(analyses: Sequence[Analysis], labels: Sequence[int]) -> dict[int, list[Analysis]]:
     groups: dict[int, list[Analysis]] = {}
     # The caller builds `labels` from `analyses`, one per item.
@@ -133,24 +158,29 @@ def _pattern(cluster_id: int, size: int, c: Completion) -> Pattern:
 
 
 def draft_strategies(teacher: Generator, patterns: Sequence[Pattern], task: TaskConfig,
-                     exemplars: Sequence[Example], *, seed: int, report: Reporter = silent,
-                     round_: int | None = None) -> list[Pattern]:
+                     train: Sequence[Example], n_exemplars: int, guard: LeakGuard, *, seed: int,
+                     report: Reporter = silent, round_: int = 0) -> list[Pattern]:
+    """A strategy per pattern, drafted from the pattern and a seeded draw of train exemplars; a
+    strategy that quotes a held-out item loses the quote (or, if a near copy stays, is replaced)."""
+    rng = random.Random(derive(seed, "strategy_exemplars", round_))
+    exemplars = rng.sample(list(train), min(n_exemplars, len(train)))
     progress = StageProgress(report, "strategies", round_, len(patterns))
     requests = [
         ChatRequest(render("strategy", task_description=task.description or task.name,
                            answer_format=task.answer_format or "as in the examples", pattern_name=p.name,
                            pattern_description=p.description, exemplars=format_exemplars(exemplars)),
-                    schema=StrategyReply, seed=derive(seed, "strategy", round_ or 0, p.cluster))
+                    schema=StrategyReply, seed=derive(seed, "strategy", round_, p.cluster))
         for p in patterns
     ]
     replies = teacher.generate(requests, on_item=lambda i, c: progress.step())
     progress.end()
-    return [_with_strategy(p, c) for p, c in zip(patterns, replies, strict=True)]
+    drafted = [_with_strategy(p, c) for p, c in zip(patterns, replies, strict=True)]
+    return [replace(p, strategy=guard.safe(p.strategy, STRATEGY_FALLBACK.format(p.name))) for p in drafted]
 
 
 def _with_strategy(p: Pattern, c: Completion) -> Pattern:
     text = c.data.strategy.strip() if c.ok and c.data is not None else (  # type: ignore[attr-defined]
-        f"Write new questions like the training examples that exercise: {p.name}.")
+        STRATEGY_FALLBACK.format(p.name))
     return replace(p, strategy=text)  # keeps every other field, keywords included
 
 

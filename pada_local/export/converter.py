@@ -8,7 +8,7 @@ cloned or installed system-wide), only with the user's consent, once; after that
 no network. Only the scripts, their `conversion/` package, the matching `gguf-py/` and the
 licence are kept (~2 MB of the 77 MB sdist).
 
-`python -m pada_local.converter --fetch` fetches at set-up time (for `make setup` and CI).
+`python -m pada_local.export.converter --fetch` fetches at set-up time (for `make setup` and CI).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import PadaError
+from ..errors import PadaError
 
 SDIST_MB = 77
 MARKER = "pada-ready.json"
@@ -94,7 +94,7 @@ def find() -> Converter | None:
 def missing_hint(version: str | None = None) -> str:
     return (f"let pada fetch it once: add --yes (downloads "
             f"llama-cpp-python=={version or llama_cpp_version()}'s source, ~{SDIST_MB} MB, from PyPI), "
-            f"or run `python -m pada_local.converter --fetch` "
+            f"or run `python -m pada_local.export.converter --fetch` "
             f"(`make setup` does), or set PADA_CONVERTER_DIR to a llama.cpp source folder")
 
 
@@ -249,10 +249,10 @@ class ConverterFailed(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m pada_local.converter [--fetch]`: where the converter is; fetch it if asked."""
+    """`python -m pada_local.export.converter [--fetch]`: where the converter is; fetch it if asked."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m pada_local.converter", description=main.__doc__)
+    p = argparse.ArgumentParser(prog="python -m pada_local.export.converter", description=main.__doc__)
     p.add_argument("--fetch", action="store_true", help="download it now if it is not cached (from PyPI)")
     args = p.parse_args(argv)
     try:

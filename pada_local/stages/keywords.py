@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from .records import Pattern
+from ..records import Pattern
 
 if TYPE_CHECKING:
     import numpy as np
