@@ -74,10 +74,16 @@ def build() -> argparse.ArgumentParser:
     cp.add_argument("--strategies", default="none,llm2llm,paraphrase,pada",
                     help="comma-separated strategies; `none` is the baseline (default: all four)")
     cp.add_argument("--seeds", type=int, default=3, help="seeds per strategy, from loop.seed on (default 3)")
+    cp.add_argument("--variant", action="append", default=[], metavar="'NAME=STRATEGY KEY=VALUE ...'",
+                    help="one more cell of the grid: STRATEGY with those config overrides, under NAME "
+                         "(e.g. another teacher: 'pada-7b=pada models.teacher=openai:URL#MODEL'); repeatable")
     cp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     cp.add_argument("--resume", metavar="ID", help="continue an interrupted comparison")
     cp.add_argument("--show", metavar="ID", help="print a comparison's report")
     cp.add_argument("--list", action="store_true", help="list the comparisons in the store")
+    cp.add_argument("--select", choices=["best_val", "last", "last_unless_worse"],
+                    help="with --show: read the cells under this selection rule instead of the comparison's "
+                         "own (loop.select); the models are the same, only which round counts changes")
     cp.add_argument("--json", action="store_true", help="machine-readable output")
     cp.add_argument("--store", help="run store (default: $PADA_STORE or runs/pada.db)")
     cp.set_defaults(command_name="compare")

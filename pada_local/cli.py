@@ -199,11 +199,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
             if args.list:
                 rows = comparison_list(ledger)
                 return printing.as_json(rows) if args.json else printing.comparison_list(rows)
-            result = comparison_report(ledger, args.show)
+            result = comparison_report(ledger, args.show, select=args.select)
     elif args.resume is not None:
-        if args.set or args.config is not None:
+        if args.set or args.config is not None or args.variant:
             raise PadaError("a resumed comparison keeps its saved config; "
-                            "--set and a config file do not apply")
+                            "--set, --variant and a config file do not apply")
         cid = _run_loop(lambda rep: compare.resume(_store_path(args), args.resume, report=rep))
         result = _report_of(_store_path(args), cid)
     else:
@@ -214,8 +214,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         path = Path(args.config)
         raw = load_raw(path, overrides)
         strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+        variants = dict(compare.parse_variant(v) for v in args.variant)
         base = path.parent.resolve()
-        cid = _run_loop(lambda rep: compare.start(raw, base, strategies, args.seeds, report=rep))
+        cid = _run_loop(lambda rep: compare.start(raw, base, strategies, args.seeds, variants=variants,
+                                                  report=rep))
         result = _report_of(from_dict(raw, base).store, cid)
     return printing.as_json(result) if args.json else printing.comparison(result)
 

@@ -203,7 +203,8 @@ class TrainConfig(_Section):
     lr: float = Field(2e-4, gt=0, description="Peak learning rate.")
     batch_size: int = Field(8, ge=1, description="Sequences per optimizer step (per device).")
     grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
-    max_length: int = Field(256, ge=16, description="Truncate sequences to this many tokens.")
+    max_length: int = Field(256, ge=16, description="Longest training example in tokens (prompt + answer, "
+                            "the student's chat template); a longer one is left out and named, never cut.")
     precision: Literal["auto", "fp32"] = Field(
         "auto", description="auto = the device's fastest type (bf16 on CUDA 8.0+ and on CPUs with native "
         "bf16, fp16 on older GPUs and Macs); fp32 = the same numbers on every CPU (peft only; slower where "
@@ -215,13 +216,17 @@ class TrainConfig(_Section):
 
 class LoopConfig(_Section):
     strategy: Literal["pada", "llm2llm", "paraphrase", "none"] = Field(
-        "pada", description="Augmentation strategy (METHOD.md 'Baselines')."
+        "pada", description="Augmentation strategy (docs/method.md, 'Strategies')."
     )
     rounds: int = Field(3, ge=0, description="Augmentation rounds after round 0.")
     budget: int | None = Field(None, ge=0, description="Synthetic samples per round; None = |D_train|.")
     analysis_cap: int = Field(32, ge=1, description="Most validation failures analysed per round.")
     k_max: int = Field(6, ge=1, description="Largest k tried by k-means.")
     patience: int = Field(2, ge=1, description="Stop after this many rounds without a better D_val score.")
+    select: Literal["best_val", "last", "last_unless_worse"] = Field(
+        "best_val", description="Which round is the run's result (and a comparison cell's): the best by "
+        "validation score, the last, or the last unless an earlier round beats it on the validation "
+        "items beyond their noise (one-sided exact McNemar test, 5%). See docs/method.md.")
     seed: int = Field(0, ge=0, description="The run's seed: sampling, clustering, generation, and (unless "
                       "train.seed / teacher.seed are set) training and teacher sampling.")
     fixed_rounds: bool = Field(
@@ -232,6 +237,10 @@ class LoopConfig(_Section):
         None, ge=1, description="Pattern jobs draw their exemplars from this many fixed draws per pattern, "
         "so jobs that share a draw share the prompt's opening and the in-process llama.cpp teacher "
         "evaluates it once (faster; fewer distinct prompts). None = a fresh draw per job.")
+    generate_unconfirmed: Literal["skip", "review"] = Field(
+        "skip", description="When nothing could accept a sample (the teacher failed its check, no task "
+        "verifier, no computed answers, quality.unconfirmed: reject): `skip` generation and say so, or "
+        "generate anyway for a person to `review` in the TUI (rejected unless a person accepts them).")
     label_first: bool = Field(
         True, description="Label and choice tasks: each job picks the answer first (pattern jobs: the "
         "labels of the validation failures behind the pattern; error jobs: the origin item's label) and "

@@ -27,7 +27,8 @@ class Leak:
 
 
 class LeakGuard:
-    """Held-out inputs (validation + test), searchable inside longer texts.
+    """Held-out inputs (validation + test, every turn of a conversation), searchable inside
+    longer texts.
 
     An input of `min_words` words or more is found anywhere in a text (verbatim or near). A
     shorter one ("wet?", "Good morning") is found only where it stands alone, equal after
@@ -36,16 +37,18 @@ class LeakGuard:
     """
 
     def __init__(self, held_out: Iterable[Example], near: float = 0.8, min_words: int = 3) -> None:
-        keyed = [(normalize(ex.input), ex) for ex in held_out]
-        keyed = [(norm, ex) for norm, ex in keyed if norm]  # an input of punctuation alone matches nothing
-        self.items = [ex for norm, ex in keyed if len(norm.split()) >= min_words]
+        # Every turn of a held-out conversation is held out: the analysis prompt shows the teacher
+        # the earlier turns too, so a generation prompt or a sample must not carry any of them.
+        keyed = [(normalize(text), text, ex) for ex in held_out for text in _turns(ex)]
+        keyed = [k for k in keyed if k[0]]  # a turn of punctuation alone matches nothing
+        self.items = [(ex, text) for norm, text, ex in keyed if len(norm.split()) >= min_words]
         self.short: dict[str, list[Example]] = {}
-        for norm, ex in keyed:
+        for norm, _, ex in keyed:
             if len(norm.split()) < min_words:
                 self.short.setdefault(norm, []).append(ex)
         self.near = near
-        self._norm = [normalize(ex.input) for ex in self.items]
-        self._grams = [shingles(ex.input) for ex in self.items]
+        self._norm = [normalize(text) for _, text in self.items]
+        self._grams = [shingles(text) for _, text in self.items]
 
     def find(self, text: str) -> list[Leak]:
         """Held-out items that appear in `text`: verbatim (normalized), or some stretch of
@@ -60,7 +63,7 @@ class LeakGuard:
         grams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
         present = set(grams)
         leaks = []
-        for ex, item_norm, item_grams in zip(self.items, self._norm, self._grams, strict=True):
+        for (ex, _), item_norm, item_grams in zip(self.items, self._norm, self._grams, strict=True):
             if item_norm in norm:
                 leaks.append(Leak(ex.id, ex.split, "exact", 1.0))
             elif item_grams & present:
@@ -76,8 +79,8 @@ class LeakGuard:
     def scrub(self, text: str) -> str:
         """`text` with any verbatim held-out input replaced by a marker (a short one where it
         stands alone: quoted, on its own line or after a colon)."""
-        for ex in self.items:
-            pattern = r"\s+".join(re.escape(w) for w in ex.input.split())
+        for _, held in self.items:
+            pattern = r"\s+".join(re.escape(w) for w in held.split())
             text = re.sub(pattern, REDACTED, text, flags=re.IGNORECASE)
         if not self.short:
             return text
@@ -112,6 +115,11 @@ class LeakGuard:
             raise PadaError(f"leakage guard: {len(leaks)} accepted samples match held-out items "
                             f"(e.g. candidate {first.id} matches {hit.split} item {hit.item_id})",
                             hint="reject those samples (a human verdict), then resume the run")
+
+
+def _turns(ex: Example) -> list[str]:
+    """The texts of a held-out item: its last user turn and every turn before it."""
+    return [ex.input, *(content for _, content in ex.context)]
 
 
 # A quoted span: straight, curly or angle double quotes, backticks, or single quotes that are

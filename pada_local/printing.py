@@ -30,6 +30,10 @@ def table(rows: list[dict[str, Any]], columns: Sequence[str], title: str | None 
     console.print(table)
 
 
+SELECTED_BY = {"best_val": "best by validation", "last": "the last",
+               "last_unless_worse": "the last, unless an earlier one is better on validation beyond noise"}
+
+
 def run_summary(store_path: Path, run_id: str) -> None:
     from .ledger.report import round_table
     from .ledger.runs import Ledger
@@ -37,10 +41,11 @@ def run_summary(store_path: Path, run_id: str) -> None:
     with Ledger.open_existing(store_path) as ledger:
         run = ledger.run(run_id)
         rows = round_table(ledger, run_id)
+        rule = (ledger.for_run(run_id).config().get("loop") or {}).get("select", "best_val")
     cols = ["round", "val", "test", "accepted", "rejected", "train_items", "seconds", "status"]
     table(rows, cols, title=f"run {run_id} ({run['strategy']}): scores in % on validation and sealed test")
-    best = run["best_round"]
-    print(f"best round by validation: {best}; stopped: {run['stop_reason']}")
+    print(f"selected round ({SELECTED_BY.get(rule, rule)}): {run['best_round']}; "
+          f"stopped: {run['stop_reason']}")
     print(f"details: pada runs show {run_id}   resume/continue: pada run --resume {run_id}")
 
 
@@ -107,11 +112,19 @@ def comparison_list(rows: list[dict[str, Any]]) -> int:
     return 0
 
 
-def _pm(spread: dict[str, float | None]) -> str:
+def pm(spread: dict[str, float | None]) -> str:
+    """{mean, sd} of 0..1 scores as '83.5 ± 1.2' (no spread for one seed), '-' when missing."""
     mean, sd = spread["mean"], spread["sd"]
     if mean is None:
         return "-"
     return f"{100 * mean:.1f}" + ("" if sd is None else f" ± {100 * sd:.1f}")
+
+
+def interval(vs: dict[str, Any] | None, unit: str = "") -> str:
+    """A paired difference and its 95% interval in points: '+1.2 [-3.0, +5.1]'."""
+    if vs is None:
+        return "-"
+    return f"{100 * vs['difference']:+.1f}{unit} [{100 * vs['low']:+.1f}, {100 * vs['high']:+.1f}]"
 
 
 def comparison(result: dict[str, Any]) -> int:
@@ -119,32 +132,66 @@ def comparison(result: dict[str, Any]) -> int:
     for s in result["strategies"]:
         vs = s.get("vs_none")
         rows.append({"strategy": s["strategy"], "seeds": len(s["seeds"]),
-                     "test (selected)": _pm(s["test_selected"]),
-                     "test (last round)": _pm(s["test_last"]), "val (selected)": _pm(s["val_selected"]),
-                     "vs none (95% CI)": "-" if vs is None else
-                     f"{100 * vs['difference']:+.1f} [{100 * vs['low']:+.1f}, {100 * vs['high']:+.1f}]",
+                     "test (selected)": pm(s["test_selected"]), "test (last round)": pm(s["test_last"]),
+                     "val (selected)": pm(s["val_selected"]), "vs none (95% CI)": interval(vs),
+                     "vs none, last round": interval(s.get("vs_none_last")),
                      "wins": "-" if vs is None else f"{vs['wins']}/{vs['seeds']}",
                      "accepted/generated": f"{s['accepted']}/{s['generated']}",
                      "teacher tokens": s["teacher_tokens"], "seconds": s["seconds"]})
     cols = list(rows[0]) if rows else []
     table(rows, cols, title=f"comparison {result['id']} ({result['status']}): sealed-test accuracy in %, "
-                             f"mean ± sd over seeds {result['seeds']}")
-    for s in result["strategies"]:
-        _verdict(s)
-    c = result["cost"]
-    print(f"cost: {c['rounds_computed']} rounds computed for {c['rounds_naive']} rounds reported "
-          f"({c['rounds_saved']} saved by computing round 0 once per seed)")
+                             f"mean ± sd over seeds {result['seeds']}, selected by {result['select']}")
+    for line in comparison_lines(result):
+        print(line)
     return 0
 
 
-def _verdict(s: dict[str, Any]) -> None:
-    vs, pat = s.get("vs_none"), s.get("patterns")
+def comparison_lines(result: dict[str, Any]) -> list[str]:
+    """The sentences under a comparison's table (the CLI prints them, the TUI shows them): each
+    strategy against `none`, `pada` against the other strategies, its patterns, cells still
+    running, and what the grid cost."""
+    lines = [f"still running, left out of every number: {c['strategy']} seed {c['seed']} (run {c['run_id']})"
+             for c in result.get("running", [])]
+    for s in result["strategies"]:
+        lines += strategy_lines(s)
+    for pair in result.get("pairs", []):
+        lines.append(f"{pair['a']} vs {pair['b']}: selected {interval(pair['selected'], ' points')}, "
+                     f"last round {interval(pair['last'], ' points')}"
+                     + ("" if pair["selected"] is None else f": {pair['selected']['verdict']}"))
+    lines += pattern_lines(result)
+    c = result["cost"]
+    shared = c.get("round0_seconds") or {}
+    lines.append(f"cost: {c['rounds_computed']} rounds computed for {c['rounds_naive']} rounds reported "
+                 f"({c['rounds_saved']} saved by computing round 0 once per seed"
+                 + (f"; round 0 took {', '.join(f'{v:.0f} s' for v in shared.values())} per seed, shared)"
+                    if shared else ")"))
+    return lines
+
+
+def pattern_lines(result: dict[str, Any]) -> list[str]:
+    """Each pattern of each finished cell: its own validation failures the next model fixed,
+    against the other failures of that round."""
+    lines = []
+    for c in result["cells"]:
+        for p in c.get("patterns") or [] if c["status"] == "finished" else []:
+            lines.append(f"  {c['strategy']} seed {c['seed']} round {p['round']} pattern {p['cluster']} "
+                         f"{p['pattern'][:48]!r}: {p['targeted_fixed']}/{p['targeted']} of its failures "
+                         f"fixed, {p['other_fixed']}/{p['other']} of the others")
+    return lines
+
+
+def strategy_lines(s: dict[str, Any]) -> list[str]:
+    """One strategy against `none` (selected and last round) and, for `pada`, whether the failures
+    behind its patterns were fixed more often than the others."""
+    vs, last, pat = s.get("vs_none"), s.get("vs_none_last"), s.get("patterns")
+    lines = []
     if vs is not None:
-        print(f"{s['strategy']} vs none: {100 * vs['difference']:+.1f} points "
-              f"[{100 * vs['low']:+.1f}, {100 * vs['high']:+.1f}], "
-              f"better on {vs['wins']} of {vs['seeds']} seeds: {vs['verdict']}")
+        tail = "" if last is None else f"; last round {interval(last, ' points')}"
+        lines.append(f"{s['strategy']} vs none: {interval(vs, ' points')}, better on {vs['wins']} of "
+                     f"{vs['seeds']} seeds: {vs['verdict']}{tail}")
     if pat is not None and pat["targeted_share"] is not None:
         other = "-" if pat["other_share"] is None else f"{100 * pat['other_share']:.0f}%"
-        print(f"  patterns: {pat['targeted_fixed']}/{pat['targeted']} targeted validation failures fixed "
-              f"({100 * pat['targeted_share']:.0f}%) vs {pat['other_fixed']}/{pat['other']} "
-              f"other failures ({other})")
+        lines.append(f"  patterns: {pat['targeted_fixed']}/{pat['targeted']} targeted validation failures "
+                     f"fixed ({100 * pat['targeted_share']:.0f}%) vs {pat['other_fixed']}/{pat['other']} "
+                     f"other failures ({other})")
+    return lines

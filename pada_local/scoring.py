@@ -129,7 +129,8 @@ def _label(cfg: ScorerConfig, text: str) -> str | None:
         return None
     found = [_Mention(canon[_fold(m.group(0))], m.start(), m.end())
              for m in _label_pattern(tuple(canon)).finditer(text)]
-    return _committed(text, found)
+    verdicts = [i for i, m in enumerate(found) if _VERDICT.search(text[: m.start])]
+    return _committed(text, found, prefer=verdicts[::-1])  # the last verdict first
 
 
 def _regex(cfg: ScorerConfig, text: str) -> str | None:
@@ -165,7 +166,21 @@ _LEAD = re.compile(r"^[\s*_#>`\"']*(?:final\s+)?(?:answer|label)\s*[*_]*\s*:", r
 # couple of fillers ("is not a very positive", "can't be negative").
 _NEGATED = re.compile(
     r"(?<!\w)(?:not|no|never|neither|nor|cannot|isnt|arent|wasnt|doesnt|dont|\w+n['\u2019]t)\s+"
-    r"(?:(?:a|an|the|be|really|very|quite|exactly|entirely|completely|necessarily|so|too)\s+){0,2}$",
+    # "I don't think it's negative", "not that it is positive": a negated belief about the answer
+    r"(?:(?:think|believe|feel|say|consider|find)\s+(?:that\s+)?(?:it|this|the\s+\w+)?['\u2019]?s?\s*"
+    r"(?:is\s+|was\s+)?)?"
+    r"(?:(?:a|an|the|be|really|very|quite|exactly|entirely|completely|necessarily|so|too|clearly|that|"
+    r"obviously|particularly|overly|totally|fully|definitely|strictly|simply|all)\s+){0,2}$",
+    re.IGNORECASE,
+)
+# A closing verdict ("I'd say X", "overall X", "so X", "it's X"): it wins over an answer named
+# before it ("positive and negative aspects, overall negative"; "not clearly positive; I'd say
+# negative"), unless it is negated itself.
+_VERDICT = re.compile(
+    r"(?:\bi['\u2019]?d\s+say|\bi\s+would\s+say|\bi\s+say|\boverall|\bso|\btherefore|\bthus|\bhence|"
+    r"\bultimately|\bfinally|\bin\s+the\s+end|\bin\s+conclusion|\bverdict|\bit['\u2019]?s|\bit\s+is|"
+    r"\bthis\s+is|\bthat['\u2019]?s|\bi\s+think(?:\s+it['\u2019]?s)?)"
+    r"[\s,:;-]*(?:(?:clearly|definitely|probably|mostly|rather|quite|really|actually|just|more)\s+)*$",
     re.IGNORECASE,
 )
 # What may sit between two answers that are offered together ("positive or negative",

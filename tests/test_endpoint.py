@@ -150,6 +150,20 @@ def test_probe_passes_and_names_the_url_when_it_fails(server, key, monkeypatch):
         _gen(server)
 
 
+def test_the_endpoint_client_comes_with_every_install():
+    """`openai` is a requirement of the package itself, not of an extra: an install without
+    [dev] can use `models.teacher: openai:...`. The installed metadata says so, and the teacher
+    is built by name (no server needed to build it)."""
+    import importlib.metadata
+
+    from pada_local.backends import get_generator
+
+    required = [r for r in importlib.metadata.requires("pada-local") or [] if "extra ==" not in r]
+    assert any(r.replace(" ", "").startswith("openai>=") for r in required), required
+    gen = get_generator("openai", "http://127.0.0.1:9/v1", "qwen")
+    assert gen.supports_schema and gen.base_url == "http://127.0.0.1:9/v1"
+
+
 def test_http_to_another_machine_warns():
     assert url_warnings("http://127.0.0.1:8080/v1") == url_warnings("http://localhost:1/v1") == []
     assert url_warnings("https://gpu-box.lan/v1") == []

@@ -225,3 +225,18 @@ def test_tui_patterns_screen_shows_keywords_beside_the_name(tmp_path: Path) -> N
             assert "negation / positive / ignored (keywords: negation, positive)" in captured.get()
 
     asyncio.run(main_())
+
+
+@pytest.mark.parametrize(("strategy", "readable"), [
+    ("This is a JSON example where the answer to the question about the last letter of a word is", False),
+    ('{"strategy": "more sums"}', False),
+    ("Sums.", False),
+    ("Write sums of two numbers where the ones carry into the tens.", True),
+    ("Add questions that ask for a number plus another number, with a carry.", True),
+])
+def test_a_strategy_must_read_as_a_plan_for_its_pattern(strategy: str, readable: bool) -> None:
+    """The TUI once showed "This is a JSON example where the answer to the question about the last
+    letter of a word is" as the strategy of a pattern of addition failures."""
+    from pada_local.stages.keywords import readable_strategy
+
+    assert readable_strategy(strategy, "carry errors in addition", ["sum", "carry", "plus"]) is readable

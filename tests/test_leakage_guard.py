@@ -128,3 +128,18 @@ def test_guard_catches_what_the_independent_check_finds() -> None:
     for text in texts:
         assert held_out_leaks(text, HELD), text  # the check sees a leak...
         assert guard.find(text), text  # ...and so does the guard
+
+
+def test_every_turn_of_a_held_out_conversation_is_guarded() -> None:
+    """The analysis prompt shows the teacher a validation conversation's earlier turns: a
+    generation prompt or a sample that carries one of them is a leak, not only its last turn."""
+    item = Example("v1", "And which of them is the largest?", "Jupiter", split="validation",
+                   context=(("user", "Name the gas giants of our solar system, please."),
+                            ("assistant", "Jupiter, Saturn, Uranus and Neptune are the gas giants.")))
+    guard = LeakGuard([item])
+    for turn in ("Name the gas giants of our solar system, please.",
+                 "Jupiter, Saturn, Uranus and Neptune are the gas giants."):
+        text = f"Write a question like: {turn.upper()} But new."
+        assert [(leak.item_id, leak.split) for leak in guard.find(text)] == [("v1", "validation")]
+        assert turn.lower() not in guard.scrub(text).lower() and REDACTED in guard.scrub(text)
+    assert guard.find("Which planet has the most moons in our solar system?") == []

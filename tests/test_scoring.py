@@ -88,6 +88,26 @@ LABEL_CASES = [
     ("Negative. Positive or negative? Hard to say.", "negative", 1.0),
     ("neutral", "neutral", 1.0),
     ("", "neutral", 0.0),
+    # A closing verdict wins over an answer named (or negated) before it.
+    ("It is not clearly positive; I'd say negative", "negative", 1.0),
+    ("It is not clearly positive; I'd say negative", "positive", 0.0),
+    ("I don't think it's negative, it's positive", "positive", 1.0),
+    ("I don't think it's negative, it's positive", "negative", 0.0),
+    ("positive and negative aspects, overall negative", "negative", 1.0),
+    ("Some positive moments, but overall negative", "negative", 1.0),
+    ("positive or negative? I'd say positive", "positive", 1.0),
+    ("Not really positive, so negative", "negative", 1.0),
+    ("It's not positive; it's negative", "negative", 1.0),
+    ("Positive at first, but in the end negative", "negative", 1.0),
+    ("I wouldn't call it positive. Overall: negative.", "negative", 1.0),
+    ("I would say neutral, not positive", "neutral", 1.0),
+    ("More negative than positive, I'd say negative", "negative", 1.0),
+    ("Not exactly positive: negative", "negative", 1.0),
+    ("I'd say it's positive, though parts are negative", "positive", 1.0),
+    ("I don't think it's negative.", "negative", 0.0),  # a negated belief commits to nothing
+    ("I don't think it's negative.", "positive", 0.0),
+    ("It's positive or negative", "positive", 0.0),  # a hedge stays a hedge
+    ("Overall: positive or negative, hard to say", "negative", 0.0),
 ]
 
 

@@ -98,24 +98,34 @@ def _judge_task(folder: Path) -> Path:
                     "max_new_tokens": 8},
            "teacher": {"n_ctx": 1024, "max_tokens": 64},
            "train": {"max_steps": 1, "batch_size": 4, "rank": 4, "alpha": 8, "max_length": 64},
-           "loop": {"strategy": "paraphrase", "rounds": 1, "budget": 3, "fixed_rounds": True},
-           "quality": {"judge": False}}
+           # review: candidates are made even when the judge's check fails, so its grading path runs
+           "loop": {"rounds": 1, "budget": 3, "analysis_cap": 2, "fixed_rounds": True,
+                    "generate_unconfirmed": "review"}}
     path = folder / "judged.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
 
 
 @pytest.mark.slow
-def test_judge_task_runs_round_one(tmp_path: Path) -> None:
-    """Answer confirmation for a judge task asks the judge (it used to call Scorer.score and die)."""
+def test_judge_task_runs_the_default_strategy_with_its_judge_checked(tmp_path: Path) -> None:
+    """A judge-scored task runs `pada` with the judge on: its judge is checked first (it grades a
+    train item's own reference and another item's, and must tell them apart), and a judge that
+    fails the check decides no sample, saying why; one that passes grades each candidate. (With
+    the default loop.generate_unconfirmed: skip, a failed check skips generation instead.)"""
     cfg = load(_judge_task(tmp_path), [f"store={tmp_path / 'r.db'}", f"workdir={tmp_path / 'w'}"])
     run_id = loop.start(cfg)
     with Ledger.open(cfg.store) as ledger:
-        run = ledger.run(run_id)
-        assert run["status"] == "finished", run["error"]
-        assert ledger.for_run(run_id).stage_done(1, "quality")
-        reasons = [c["reason"] for c in ledger.for_run(run_id).candidate_rows(1)]
+        run = ledger.for_run(run_id)
+        assert run.row()["status"] == "finished", run.row()["error"]
+        check = (run.stage_detail(1, "teacher_check") or {})["judge"]
+        assert check["n"] == 4 and set(check["items"][0]) >= {"reference_correct", "wrong_correct", "told_apart"}
+        assert run.stage_done(1, "patterns") and run.stage_done(1, "quality")
+        reasons = [c["reason"] for c in run.candidate_rows(1)]
         assert len(reasons) == 3
-        # Every candidate the cheap checks let through was graded by the judge.
-        cheap = ("unparseable", "wrong format", "duplicate", "contamination")
-        assert all("judge" in r or r.startswith(cheap) for r in reasons), reasons
+        cheap = ("unparseable", "wrong format", "duplicate", "contamination", "copies the prompt")
+        decided = [r for r in reasons if not r.startswith(cheap)]
+        if check["trusted"]:  # every candidate the cheap checks let through was graded by the judge
+            assert all("judge" in r for r in decided), reasons
+        else:  # nothing it said decided a sample, and the rejection quotes the check
+            assert all(r.startswith("answer not confirmed: judge told the reference") for r in decided), reasons
+            assert run.round(1)["n_accepted"] == 0

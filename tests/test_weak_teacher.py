@@ -506,3 +506,23 @@ def test_quality_control_asks_a_server_in_batches_and_decides_the_same() -> None
     assert "duplicate" in batched[1].reason and "re-solved" in batched[2].reason
     assert "judge score 2" in batched[3].reason
     assert max(one.batches) == 1 and max(many.batches) > 1
+
+
+def test_generation_is_skipped_only_when_nothing_could_accept_a_sample() -> None:
+    from pada_local.config import QualityConfig
+    from pada_local.records import Job
+    from pada_local.stages.quality import unconfirmable
+
+    weak, strong = Trust(False, False, "teacher solved 31% of 32 train items"), Trust(True, True)
+    labelled = [Job("r1:error:t0:0", "error", 1, target="positive")]
+    free = [Job("r1:error:t0:0", "error", 1)]
+    computed = [Job("r1:error:t0:0", "error", 1, computed=True)]
+    reject = QualityConfig()
+    why = unconfirmable(reject, weak, False, labelled)
+    assert why is not None and "teacher solved 31%" in why and "unconfirmed is reject" in why
+    assert unconfirmable(reject, strong, False, labelled) is None  # the teacher's re-solve confirms
+    assert unconfirmable(reject, weak, True, labelled) is None  # a task verifier confirms
+    assert unconfirmable(reject, weak, False, computed) is None  # the evaluator computes the answer
+    assert unconfirmable(QualityConfig(unconfirmed="student"), weak, False, labelled) is None
+    assert unconfirmable(QualityConfig(unconfirmed="keep"), weak, False, free) is not None  # no label chosen
+    assert unconfirmable(QualityConfig(confirm_answer=False), weak, False, free) is None

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pada_local import printing
+
 from .format import duration, pct, started
 
 VERDICT_FILTERS = ("all", "accepted", "rejected", "pending", "changed by you")
@@ -95,7 +97,7 @@ def compare_rows(runs: list[Row]) -> list[tuple[str, list[str]]]:
 def _compare_totals(runs: list[Row]) -> list[tuple[str, list[str]]]:
     best = [x["run"] for x in runs]
     return [
-        ("best round", [str(r["best_round"]) if r["best_round"] is not None else "-" for r in best]),
+        ("selected round", [str(r["best_round"]) if r["best_round"] is not None else "-" for r in best]),
         ("best val / test", [f"{pct(r['best_val'])} / {pct(r['best_test'])}" for r in best]),
         ("samples accepted", [str(x["accepted"]) for x in runs]),
         ("samples rejected", [str(x["rejected"]) for x in runs]),
@@ -134,46 +136,17 @@ def comparison_list_cells(row: Row) -> tuple[str, ...]:
 
 def comparison_title(result: Row) -> str:
     return (f"comparison {result['id']} ({result['status']}): sealed-test accuracy in %, mean ± sd over "
-            f"seeds {', '.join(map(str, result['seeds']))}")
-
-
-def spread(value: Row) -> str:
-    """{mean, sd} of 0..1 scores as '83.5 ± 1.2' (no spread for a single seed), '-' when missing."""
-    mean, sd = value["mean"], value["sd"]
-    if mean is None:
-        return "-"
-    return pct(mean) + ("" if sd is None else f" ± {pct(sd)}")
+            f"seeds {', '.join(map(str, result['seeds']))}, selected by {result.get('select', 'best_val')}")
 
 
 def comparison_cells(s: Row) -> tuple[str, ...]:
     """One strategy of report.comparison_report as a table row, in COMPARISON_COLUMNS order."""
     vs = s.get("vs_none")
-    return (s["strategy"], str(len(s["seeds"])), spread(s["test_selected"]), spread(s["test_last"]),
-            "-" if vs is None else _interval(vs), "-" if vs is None else f"{vs['wins']}/{vs['seeds']}",
-            spread(s["val_selected"]),
-            f"{s['accepted']}/{s['generated']}", str(s["teacher_tokens"]), duration(s["seconds"]))
-
-
-def verdict_lines(s: Row) -> list[str]:
-    """The plain sentences `pada compare` prints under its table for one strategy: the difference
-    to `none` and its verdict, then (for `pada`) whether the targeted failures were fixed more."""
-    vs, pat = s.get("vs_none"), s.get("patterns")
-    lines = []
-    if vs is not None:
-        lines.append(f"{s['strategy']} vs none: {_interval(vs, ' points')}, "
-                     f"better on {vs['wins']} of {vs['seeds']} seeds: {vs['verdict']}")
-    if pat is not None and pat["targeted_share"] is not None:
-        other = "-" if pat["other_share"] is None else f"{100 * pat['other_share']:.0f}%"
-        lines.append(f"  patterns: {pat['targeted_fixed']}/{pat['targeted']} targeted validation failures "
-                     f"fixed ({100 * pat['targeted_share']:.0f}%) vs {pat['other_fixed']}/{pat['other']} "
-                     f"other failures ({other})")
-    return lines
-
-
-def cost_line(cost: Row) -> str:
-    """What computing round 0 once per seed saved."""
-    return (f"round 0 reused: {cost['rounds_computed']} rounds computed for {cost['rounds_naive']} "
-            f"reported ({cost['rounds_saved']} saved)")
+    return (s["strategy"], str(len(s["seeds"])), printing.pm(s["test_selected"]),
+            printing.pm(s["test_last"]), printing.interval(vs),
+            "-" if vs is None else f"{vs['wins']}/{vs['seeds']}",
+            printing.pm(s["val_selected"]), f"{s['accepted']}/{s['generated']}", str(s["teacher_tokens"]),
+            duration(s["seconds"]))
 
 
 def progress_line(result: Row) -> str | None:
@@ -196,13 +169,3 @@ def seed_scores(result: Row) -> list[tuple[str, list[tuple[int, float]], float |
         out.append((s["strategy"], [(c["seed"], 100 * c["test_selected"]) for c in cells],
                     None if mean is None else 100 * mean))
     return out
-
-
-def _points(value: float) -> str:
-    """A 0..1 difference in percentage points, signed."""
-    return f"{100 * value:+.1f}"
-
-
-def _interval(vs: Row, unit: str = "") -> str:
-    """The difference to `none` and its 95% interval: '+1.2 [-3.0, +5.1]'."""
-    return f"{_points(vs['difference'])}{unit} [{_points(vs['low'])}, {_points(vs['high'])}]"

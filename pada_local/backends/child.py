@@ -230,9 +230,18 @@ def _trainer(job: Job) -> Any:
 
 
 def _watch_stdin(stop: threading.Event) -> None:
-    # A "stop" line, or the parent closing the pipe (it died), ends training after this step.
-    for line in sys.stdin:
-        if line.strip() == "stop":
+    """A "stop" line, or the parent closing the pipe (it died), ends training after this step.
+
+    Reads file descriptor 0 directly, not `sys.stdin`: a thread blocked in `sys.stdin`'s reader
+    holds its lock, and a worker that `datasets` forks (even with dataset_num_proc=1) closes
+    sys.stdin first and waits on that lock forever."""
+    pending = b""
+    while True:
+        chunk = os.read(0, 4096)
+        if not chunk:
+            break
+        pending += chunk
+        if any(line.strip() == b"stop" for line in pending.split(b"\n")):
             break
     stop.set()
 

@@ -58,8 +58,8 @@ class OpenAIGenerator:
         try:
             import openai
         except ImportError:
-            raise BackendUnavailable("a teacher behind a server needs the `openai` client library",
-                                     hint="pip install openai") from None
+            raise BackendUnavailable("a teacher behind a server needs the `openai` client library, part of "
+                                     "pada-local's install", hint="pip install 'openai>=1.40'") from None
 
         self.base_url = base_url.rstrip("/")
         self.model = model

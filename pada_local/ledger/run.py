@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import PadaError
 from ..files import now, pid_alive
 from ..records import Analysis, Candidate, Clustering, EvalRow, Pattern, Sample, TrainResult, Verdict
-from .rules import best_round, effective_verdict
+from .rules import effective_verdict, select_round
 from .store import Row
 from .store import now as exact_now  # to the millisecond: run rows and step marks, as ever
 
@@ -49,13 +49,22 @@ class RunLedger:
         """cancelled / interrupted / failed (with the error)."""
         self.ledger.set_run(self.id, status=status, **({} if error is None else {"error": error}))
 
-    def finish(self, reason: str) -> None:
-        """Finished: record why it stopped and its best round."""
-        best = best_round(self.rounds())
+    def finish(self, reason: str, rule: str = "best_val") -> None:
+        """Finished: record why it stopped and the round it selects (the run's result)."""
+        chosen = self.selected_round(rule)
         self.ledger.set_run(self.id, status="finished", finished_at=now(), stop_reason=reason,
-                            best_round=None if best is None else best["round"],
-                            best_val=None if best is None else best["val_score"],
-                            best_test=None if best is None else best["test_score"])
+                            best_round=None if chosen is None else chosen["round"],
+                            best_val=None if chosen is None else chosen["val_score"],
+                            best_test=None if chosen is None else chosen["test_score"])
+
+    def selected_round(self, rule: str) -> Row | None:
+        """The round `rule` selects (rules.select_round) among the finished, scored rounds."""
+        found = select_round(self.done_rounds(), rule, self.item_scores)
+        return None if found is None else dict(found)
+
+    def item_scores(self, r: int, split: str = "validation") -> dict[str, float]:
+        """Round r's trained model, item by item, on a split."""
+        return {x["item_id"]: x["score"] or 0.0 for x in self.eval_items(r, split)}
 
     def check_resumable(self) -> None:
         """Refuse to continue a finished run, or one whose process still runs."""

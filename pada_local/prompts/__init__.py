@@ -136,6 +136,12 @@ def judge_messages(task: TaskConfig, text: str, answer: str) -> tuple[dict[str, 
                   answer_format=task.answer_format or "as in the examples", input=text, output=answer)
 
 
+def grade_messages(task: TaskConfig, text: str, answer: str) -> tuple[dict[str, str], ...]:
+    """The judge grades an answer under a judge-scored task's rubric: its check and quality
+    control alike."""
+    return render("judge_confirm", rubric=task.scorer.rubric or "", input=text, prediction=answer)
+
+
 def student_messages(task: TaskConfig, text: str, system: str | None = None,
                      context: Sequence[Turn] = ()) -> tuple[dict[str, str], ...]:
     """The student's prompt (a TaskConfig's system prompt, a conversation's earlier turns, then

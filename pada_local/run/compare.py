@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, dump, from_dict
+from ..config import Config, apply_overrides, dump, from_dict
 from ..errors import Cancelled, ConfigError
 from ..events import Event, Reporter, silent
 from ..ledger.comparisons import check_not_running
@@ -29,14 +29,32 @@ from .preflight import preflight
 STRATEGIES = ("none", "llm2llm", "paraphrase", "pada")
 
 
-def plan(raw: dict[str, Any], base: Path, strategies: Sequence[str],
-         n_seeds: int) -> tuple[list[str], list[int]]:
-    """Check the grid before anything runs: known strategies, `none` included (the baseline
-    every other strategy is measured against), at least one seed and one round."""
-    unknown = [s for s in strategies if s not in STRATEGIES]
+def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
+    """`NAME=STRATEGY key=value ...` (as `--variant` takes it): a named cell of the grid that runs
+    STRATEGY with those config overrides, e.g. another teacher: `pada-big=pada models.teacher=...`."""
+    head, *overrides = text.split()
+    name, sep, strategy = head.partition("=")
+    if not sep or not name or strategy not in STRATEGIES:
+        hint = f"STRATEGY is one of {', '.join(STRATEGIES)}, e.g. pada-half=pada loop.budget=50"
+        raise ConfigError(f"--variant {text!r}: expected NAME=STRATEGY [key=value ...]", hint=hint)
+    if name in STRATEGIES:
+        raise ConfigError(f"--variant {text!r}: {name} is a strategy's own name; give the variant another")
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"--variant {text!r}: {bad[0]!r} is not key=value")
+    return name, {"strategy": strategy, "set": overrides}
+
+
+def plan(raw: dict[str, Any], base: Path, strategies: Sequence[str], n_seeds: int,
+         variants: dict[str, dict[str, Any]] | None = None) -> tuple[list[str], list[int]]:
+    """Check the grid before anything runs: known strategies (and variants, whose configs must
+    validate), `none` included (the baseline every other strategy is measured against), at least
+    one seed and one round."""
+    variants = variants or {}
+    unknown = [s for s in strategies if s not in STRATEGIES and s not in variants]
     if unknown:
         raise ConfigError(f"unknown strategies: {', '.join(unknown)}",
-                          hint=f"choose from {', '.join(STRATEGIES)}")
+                          hint=f"choose from {', '.join(STRATEGIES)}, or define it with --variant")
     if "none" not in strategies:
         raise ConfigError("a comparison needs the `none` baseline", hint="add none to --strategies")
     if n_seeds < 1:
@@ -44,27 +62,48 @@ def plan(raw: dict[str, Any], base: Path, strategies: Sequence[str],
     cfg = from_dict(raw, base, "comparison config")
     if cfg.loop.rounds < 1:
         raise ConfigError("a comparison needs loop.rounds >= 1", hint="--set loop.rounds=2")
+    for name, variant in variants.items():
+        from_dict(_with_variant(raw, variant), base, f"comparison variant {name}")
     first = cfg.loop.seed
-    return list(dict.fromkeys(strategies)), [first + i for i in range(n_seeds)]
+    return list(dict.fromkeys([*strategies, *variants])), [first + i for i in range(n_seeds)]
 
 
-def cell_config(saved: dict[str, Any], strategy: str, seed: int) -> Config:
-    """One cell's config: the comparison's config with this strategy and seed, fixed rounds."""
-    raw = copy.deepcopy(saved["raw"])
-    raw.setdefault("loop", {}).update(strategy=strategy, seed=seed, fixed_rounds=True)
-    raw["name"] = f"{saved['raw'].get('name', 'run')}/{strategy}/s{seed}"
-    return from_dict(raw, Path(saved["base"]), f"comparison cell {strategy}/seed {seed}")
+def _with_variant(raw: dict[str, Any], variant: dict[str, Any]) -> dict[str, Any]:
+    changed = apply_overrides(copy.deepcopy(raw), list(variant["set"]))
+    changed.setdefault("loop", {})["strategy"] = variant["strategy"]
+    return changed
+
+
+def cell_config(saved: dict[str, Any], name: str, seed: int) -> Config:
+    """One cell's config: the comparison's config with this strategy (or variant) and seed, fixed
+    rounds."""
+    variant = (saved.get("variants") or {}).get(name)
+    raw = copy.deepcopy(saved["raw"]) if variant is None else _with_variant(saved["raw"], variant)
+    raw.setdefault("loop", {}).update(strategy=name if variant is None else variant["strategy"], seed=seed,
+                                      fixed_rounds=True)
+    raw["name"] = f"{saved['raw'].get('name', 'run')}/{name}/s{seed}"
+    return from_dict(raw, Path(saved["base"]), f"comparison cell {name}/seed {seed}")
+
+
+def round0_inputs(config: dict[str, Any]) -> str:
+    """What round 0 (zero-shot, then LoRA on D_train) depends on: two cells whose inputs are equal
+    may share it. A variant that changes the teacher shares it; one that changes training does not."""
+    parts = {k: config.get(k) for k in ("data", "task", "train")}
+    parts["student"] = (config.get("models") or {}).get("student")
+    parts["seed"] = (config.get("loop") or {}).get("seed")
+    return json.dumps(parts, sort_keys=True, default=str)
 
 
 def start(raw: dict[str, Any], base: Path, strategies: Sequence[str], n_seeds: int, *,
-          report: Reporter = silent, should_stop: StopCheck | None = None,
-          on_created: Callable[[str], None] | None = None) -> str:
+          variants: dict[str, dict[str, Any]] | None = None, report: Reporter = silent,
+          should_stop: StopCheck | None = None, on_created: Callable[[str], None] | None = None) -> str:
     """Record a new comparison and run its grid. Returns the comparison id."""
-    strategies, seeds = plan(raw, base, strategies, n_seeds)
+    strategies, seeds = plan(raw, base, strategies, n_seeds, variants)
     cfg = from_dict(raw, base, "comparison config")
     _warn_fixed_seeds(raw, report)
     # Pin the run outputs to absolute paths, so a resume from another folder finds them.
-    saved = {"raw": {**raw, "store": str(cfg.store), "workdir": str(cfg.workdir)}, "base": str(base)}
+    saved = {"raw": {**raw, "store": str(cfg.store), "workdir": str(cfg.workdir)}, "base": str(base),
+             "variants": variants or {}}
     with Ledger.open(cfg.store) as ledger:
         cid = ledger.create_comparison(name=cfg.name, config=saved, strategies=strategies, seeds=seeds)
         if on_created is not None:
@@ -147,9 +186,11 @@ class Grid:
         return run_id
 
     def _round0_source(self, seed: int, run_id: str) -> str | None:
-        """A run of this comparison and seed whose round 0 is complete."""
+        """A run of this comparison and seed whose round 0 is complete and had the same inputs."""
+        mine = round0_inputs(self.ledger.for_run(run_id).config())
         for x in self.ledger.comparison_runs(self.cid):
-            if x["seed"] == seed and x["run_id"] != run_id and self._round0_done(x["run_id"]):
+            if x["seed"] == seed and x["run_id"] != run_id and self._round0_done(x["run_id"]) and \
+                    round0_inputs(self.ledger.for_run(x["run_id"]).config()) == mine:
                 return str(x["run_id"])
         return None
 

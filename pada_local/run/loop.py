@@ -52,7 +52,7 @@ class Orchestrator:
             raise
         finally:
             self.engines.close()
-        self.run_.finish(reason)
+        self.run_.finish(reason, self.cfg.loop.select)
         self.report(Event("log", "run", message=f"finished: {reason}"))
         return self.run_.id
 
@@ -99,7 +99,7 @@ class Orchestrator:
             patterns = self._patterns(r) if self.cfg.loop.strategy == "pada" else []
             trust = self._teacher_check(r)
             if self._todo(r, "generate"):
-                self.steps.generate(r, patterns)
+                self.steps.generate(r, patterns, trust)
             if self._todo(r, "quality"):
                 self.steps.quality(r, trust)
             if not self.run_.accepted(r, since=r):
@@ -133,8 +133,8 @@ class Orchestrator:
 
     def _teacher_check(self, r: int) -> Trust:
         """Is the teacher (and a separate judge) good enough for its word to decide a sample?"""
-        if self.cfg.quality.teacher_check == 0 or self.cfg.task.scorer.kind == "judge":
-            return Trust()  # no check asked for (or no scorer to check with): trusted as before
+        if self.cfg.quality.teacher_check == 0:
+            return Trust()  # no check asked for: trusted as before
         # Checked once per run in round 1; a later round reads it quietly (not a resumed step).
         if self._todo(1, "teacher_check") if r == 1 else not self.run_.stage_done(1, "teacher_check"):
             self.steps.teacher_check()

@@ -16,9 +16,13 @@ from ..ledger.run import RunLedger
 from ..records import Analysis, Candidate, Clustering, EvalRow, Job, Pattern, Trust
 from ..seeds import derive
 from ..stages import analyze, balance, evaluate, generate, teachercheck, train
-from ..stages.quality import QualityControl, review_round, student_confidence
+from ..stages.quality import QualityControl, review_round, student_confidence, unconfirmable
 from .engines import Counted, Engines, Tally
 from .preflight import Prepared
+
+SKIPPED = ("skipped: nothing could accept a sample ({}). A teacher that passes its check, a task verifier "
+           "or quality.unconfirmed: student would make samples count; loop.generate_unconfirmed: review "
+           "generates them for a person to review")
 
 
 class Steps:
@@ -98,10 +102,11 @@ class Steps:
 
     def draft_strategies(self, r: int) -> None:
         tally = Tally()
-        drafted = analyze.draft_strategies(self._teacher(tally), self.run.patterns(r), self.task,
-                                           self.train_set, self.loop.exemplars, self.guard,
-                                           seed=self.loop.seed, report=self.report, round_=r)
-        self.run.record_strategies(r, drafted, tally.stats(len(drafted)))
+        drafted, replaced = analyze.draft_strategies(self._teacher(tally), self.run.patterns(r), self.task,
+                                                     self.train_set, self.loop.exemplars, self.guard,
+                                                     seed=self.loop.seed, report=self.report, round_=r)
+        replaced_texts = {"replaced": replaced} if replaced else {}  # the teacher's own, kept
+        self.run.record_strategies(r, drafted, tally.stats(len(drafted), **replaced_texts))
 
     # -- the teacher check, generation and quality control
 
@@ -118,9 +123,14 @@ class Steps:
         self.run.mark_stage(1, "teacher_check", tally.stats(sum(c.n for c in checks),
                                                             **{c.role: c.stats() for c in checks}))
 
-    def generate(self, r: int, patterns: list[Pattern]) -> None:
-        jobs = self._jobs(r, patterns)
-        have, pattern_ids, tally = self.run.candidate_keys(r), self.run.pattern_ids(r), Tally()
+    def generate(self, r: int, patterns: list[Pattern], trust: Trust) -> None:
+        jobs, tally = self._jobs(r, patterns), Tally()
+        why = unconfirmable(self.cfg.quality, trust, self.p.verifier is not None, jobs)
+        if why is not None and self.loop.generate_unconfirmed == "skip":
+            self.report(Event("log", "generate", r, message=SKIPPED.format(why)))
+            self.run.mark_stage(r, "generate", tally.stats(0, skipped=why))
+            return
+        have, pattern_ids = self.run.candidate_keys(r), self.run.pattern_ids(r)
         todo = [j for j in jobs if j.key not in have]  # a resumed round makes only what is missing
 
         def keep(c: Candidate) -> None:
@@ -148,6 +158,9 @@ class Steps:
         # Reviewed in plan order whatever order a server answered in: of two near-copies the
         # duplicate check keeps the first.
         candidates = sorted(self.run.candidates(r), key=lambda c: generate.job_order(c.key))
+        if not candidates:  # generation was skipped (or made nothing): no model to load for it
+            self.run.record_verdicts(r, [], tally.stats(0, accepted=0, rejected=0, reasons={}))
+            return
         qc = self._quality_control(r, trust, tally, candidates, [(x.key, x.input) for x in earlier])
         mix = balance.label_mix_for(self.task.scorer.kind, self.p.scorer,
                                     [ex.output for ex in self.train_set], [x.output for x in earlier],

@@ -14,12 +14,12 @@ from typing import Any
 
 from ..backends.base import ChatRequest, Completion, Embedder, Generator
 from ..config import TaskConfig
-from ..events import Reporter, StageProgress, silent
+from ..events import Event, Reporter, StageProgress, silent
 from ..leakage import LeakGuard
 from ..prompts import AnalysisReply, PatternReply, StrategyReply, conversation_text, render
 from ..records import Analysis, Clustering, EvalRow, Example, Pattern
 from ..seeds import derive
-from .keywords import group_texts, with_keywords
+from .keywords import group_texts, readable_strategy, with_keywords
 
 STRATEGY_FALLBACK = "Write new questions like the training examples that exercise: {}."
 
@@ -159,9 +159,11 @@ def _pattern(cluster_id: int, size: int, c: Completion) -> Pattern:
 
 def draft_strategies(teacher: Generator, patterns: Sequence[Pattern], task: TaskConfig,
                      train: Sequence[Example], n_exemplars: int, guard: LeakGuard, *, seed: int,
-                     report: Reporter = silent, round_: int = 0) -> list[Pattern]:
+                     report: Reporter = silent, round_: int = 0) -> tuple[list[Pattern], dict[int, str]]:
     """A strategy per pattern, drafted from the pattern and a seeded draw of train exemplars; a
-    strategy that quotes a held-out item loses the quote (or, if a near copy stays, is replaced)."""
+    strategy that quotes a held-out item loses the quote (or, if a near copy stays, is replaced),
+    and one that does not read as a plan for its pattern is replaced by a plain one. Also gives
+    the teacher's replaced texts, by cluster (recorded with the step, so nothing is lost)."""
     rng = random.Random(derive(seed, "strategy_exemplars", round_))
     exemplars = rng.sample(list(train), min(n_exemplars, len(train)))
     progress = StageProgress(report, "strategies", round_, len(patterns))
@@ -175,7 +177,13 @@ def draft_strategies(teacher: Generator, patterns: Sequence[Pattern], task: Task
     replies = teacher.generate(requests, on_item=lambda i, c: progress.step())
     progress.end()
     drafted = [_with_strategy(p, c) for p, c in zip(patterns, replies, strict=True)]
-    return [replace(p, strategy=guard.safe(p.strategy, STRATEGY_FALLBACK.format(p.name))) for p in drafted]
+    safe = [replace(p, strategy=guard.safe(p.strategy, STRATEGY_FALLBACK.format(p.name))) for p in drafted]
+    replaced = {p.cluster: p.strategy for p in safe if not readable_strategy(p.strategy, p.name, p.keywords)}
+    if replaced:
+        report(Event("log", "strategies", round_, message=f"{len(replaced)} of {len(safe)} strategies did "
+                     "not read as a plan for their pattern; each replaced by a plain one"))
+    return [replace(p, strategy=STRATEGY_FALLBACK.format(p.name)) if p.cluster in replaced else p
+            for p in safe], replaced
 
 
 def _with_strategy(p: Pattern, c: Completion) -> Pattern:

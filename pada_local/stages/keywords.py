@@ -100,6 +100,19 @@ def readable_name(name: str, texts: Sequence[str], keywords: Sequence[str]) -> b
     return bool(content_words(name) & content_words(" ".join([*texts, *keywords])))
 
 
+def readable_strategy(strategy: str, name: str, keywords: Sequence[str]) -> bool:
+    """Whether a teacher-written strategy can steer generation: a few words of prose, not about
+    the reply's format (a copy of the prompt's JSON instructions), and about its pattern: it
+    shares a content word with the pattern's keywords or name. ("This is a JSON example where
+    the answer to the question about the last letter of a word is", for addition failures, is
+    not.)"""
+    words, text = strategy.split(), strategy.strip()
+    if len(words) < 3 or not any(ch.isalpha() for ch in text) or "json" in text.lower() or \
+            text.startswith(("{", "[")):
+        return False
+    return bool(content_words(strategy) & content_words(" ".join([name, *keywords])))
+
+
 def display_name(name: str, texts: Sequence[str], keywords: Sequence[str], cluster: int) -> str:
     """The teacher's name where readable, else the keywords joined (or 'pattern N' without any)."""
     if readable_name(name, texts, keywords):

@@ -21,12 +21,12 @@ from ..prompts import (
     GradeReply,
     JudgeReply,
     SolveReply,
+    grade_messages,
     judge_messages,
-    render,
     solve_messages,
     student_messages,
 )
-from ..records import Candidate, Example, Reason, Trust, Verdict
+from ..records import Candidate, Example, Job, Reason, Trust, Verdict
 from ..scoring import Scorer, offered_letters
 from ..textsim import NgramIndex
 from .arith import ArithError, integer_answers, solve
@@ -151,9 +151,8 @@ class QualityControl:
             return ChatRequest(solve_messages(self.task, cand.input), schema=SolveReply, temperature=0.0,
                                max_tokens=96)
         if kind == "grade":
-            messages = render("judge_confirm", rubric=self.task.scorer.rubric or "", input=cand.input,
-                              prediction=cand.output)
-            return ChatRequest(messages, schema=GradeReply, temperature=0.0, max_tokens=120)
+            return ChatRequest(grade_messages(self.task, cand.input, cand.output), schema=GradeReply,
+                               temperature=0.0, max_tokens=120)
         return ChatRequest(judge_messages(self.task, cand.input, cand.output), schema=JudgeReply,
                            temperature=0.0, max_tokens=120)
 
@@ -302,6 +301,18 @@ class QualityControl:
             low = f"judge score {score} < {self.cfg.judge_threshold}: {why[:120]}"
             return _reject(cand, Reason.JUDGE_LOW, low, score, spent)
         return _accept(cand, f"{confirmed.reason}; judge score {score}", score, spent)
+
+
+def unconfirmable(cfg: QualityConfig, trust: Trust, has_verifier: bool, jobs: Sequence[Job]) -> str | None:
+    """Why no sample these jobs make could be accepted, or None when one could: a teacher that
+    failed its check, no task verifier, no computed answers, and `quality.unconfirmed: reject`
+    (or jobs that chose no label) leave nothing that can confirm an answer."""
+    if trust.teacher or has_verifier or not cfg.confirm_answer or any(j.computed for j in jobs):
+        return None
+    if cfg.unconfirmed != "reject" and any(j.target is not None for j in jobs):
+        return None
+    return (f"{trust.why or 'the teacher check failed'}; no task verifier and no computed answers, and "
+            f"quality.unconfirmed is {cfg.unconfirmed}")
 
 
 def review_round(qc: QualityControl, candidates: Sequence[Candidate], mix: LabelMix | None, *,

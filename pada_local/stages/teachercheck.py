@@ -19,7 +19,7 @@ from typing import Any
 from ..backends.base import ChatRequest, Generator
 from ..config import TaskConfig
 from ..events import Reporter, StageProgress, silent
-from ..prompts import JudgeReply, SolveReply, judge_messages, solve_messages
+from ..prompts import GradeReply, JudgeReply, SolveReply, grade_messages, judge_messages, solve_messages
 from ..records import Example, Trust
 from ..scoring import Scorer
 from ..seeds import derive
@@ -68,6 +68,9 @@ def run_checks(teacher: Generator, judge: Generator | None, train: Sequence[Exam
     """The teacher check (and a separate judge's), as a run and `pada teacher check` both run it:
     the same seeded train items (purpose "teacher_check"), prompts and scorer."""
     items = pick(train, n, derive(seed, "teacher_check", 0))
+    if task.scorer.kind == "judge":  # no answer to solve for: the grader is what decides, check it
+        return [check_grader(judge or teacher, items, task, scorer, train, margin=margin,
+                             seed=derive(seed, "judge_check", 0), report=report, round_=round_)]
     checks = [check_teacher(teacher, items, task, scorer, baseline=baseline, margin=margin, report=report,
                             round_=round_, against=against)]
     if judge is not None:
@@ -77,9 +80,12 @@ def run_checks(teacher: Generator, judge: Generator | None, train: Sequence[Exam
 
 
 def trust_of(detail: dict[str, Any]) -> Trust:
-    """What a stored check allows (a judge without its own check is the teacher)."""
-    teacher = from_stats(detail["teacher"])
-    judge = from_stats(detail["judge"]) if "judge" in detail else teacher
+    """What a stored check allows (a judge without its own check is the teacher; on a judge-scored
+    task the judge's grades are all that confirms, so its check stands for both)."""
+    judge = from_stats(detail["judge"]) if "judge" in detail else None
+    teacher = from_stats(detail["teacher"]) if "teacher" in detail else judge
+    assert teacher is not None, "a stored teacher check has a teacher or a judge"
+    judge = judge or teacher
     return Trust(teacher.trusted, judge.trusted, teacher.line())
 
 
@@ -131,6 +137,34 @@ def check_judge(judge: Generator, items: Sequence[Example], task: TaskConfig, sc
                      "told_apart": good is not None and bad is not None and good > bad})
     accuracy = sum(r["told_apart"] for r in rows) / len(rows) if rows else 0.0
     return CheckResult("judge", accuracy, 0.5, margin, len(rows), rows)
+
+
+def check_grader(judge: Generator, items: Sequence[Example], task: TaskConfig, scorer: Scorer,
+                 train: Sequence[Example], *, margin: float, seed: int, report: Reporter = silent,
+                 round_: int | None = None) -> CheckResult:
+    """A judge-scored task's grader: each item graded under the rubric with its own reference
+    (known right) and with another item's reference (known wrong); told apart when it calls the
+    first correct and the second not. Its grades confirm samples only when it tells them apart
+    clearly more often than chance."""
+    rng = random.Random(seed)
+    maybe = [(ex, wrong_answer(ex, scorer, train, rng)) for ex in items]
+    pairs = [(ex, w) for ex, w in maybe if w is not None]
+    progress = StageProgress(report, "judge check", round_, 2 * len(pairs))
+    requests = [ChatRequest(grade_messages(task, ex.input, answer), schema=GradeReply, temperature=0.0,
+                            max_tokens=120) for ex, wrong in pairs for answer in (ex.output, wrong)]
+    replies = judge.generate(requests, on_item=lambda i, c: progress.step())
+    progress.end()
+    rows: list[dict[str, Any]] = []
+    for i, (ex, wrong) in enumerate(pairs):
+        right, wrong_ok = _correct(replies[2 * i]), _correct(replies[2 * i + 1])
+        rows.append({"item_id": ex.id, "wrong": wrong, "reference_correct": right, "wrong_correct": wrong_ok,
+                     "told_apart": right is True and wrong_ok is False})
+    accuracy = sum(r["told_apart"] for r in rows) / len(rows) if rows else 0.0
+    return CheckResult("judge", accuracy, 0.5, margin, len(rows), rows)
+
+
+def _correct(reply: Any) -> bool | None:
+    return bool(reply.data.correct) if reply.ok and isinstance(reply.data, GradeReply) else None
 
 
 def _score(reply: Any) -> int | None:

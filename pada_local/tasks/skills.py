@@ -98,18 +98,35 @@ def _make(skill: str, rng: random.Random) -> str:
     return template.format(w=w, v=v)
 
 
-def generate(per_skill: dict[str, int], seed: int) -> dict[str, list[dict[str, str]]]:
-    """Disjoint train/validation/test splits: the same input never appears in two splits."""
+def generate(per_skill: dict[str, int], seed: int,
+             extra: dict[str, int] | None = None) -> dict[str, list[dict[str, str]]]:
+    """Disjoint train/validation/test splits: the same input never appears in two splits. `extra`
+    items per skill and split are drawn after the first `per_skill` ones, from the same stream,
+    so a first draw stays as it was when more held-out items are added (a skill with a small
+    input space, the antonyms, gets what is left of it)."""
     rng = random.Random(seed)
     seen: set[str] = set()
     splits: dict[str, list[dict[str, str]]] = {name: [] for name in per_skill}
-    for skill in SKILLS:
-        for split, n in per_skill.items():
-            for i in range(n):
-                text = _fresh(skill, rng, seen)
-                splits[split].append({"id": f"{split}-{skill}-{i}", "prompt": text,
-                                      "completion": verify(text) or ""})
+    for counts in (per_skill, extra or {}):
+        for skill in SKILLS:
+            room = _room(skill, seen, counts)  # per split, before any of this pass is drawn
+            for split, n in counts.items():
+                start = sum(row["id"].startswith(f"{split}-{skill}-") for row in splits[split])
+                for i in range(start, start + min(n, room)):
+                    text = _fresh(skill, rng, seen)
+                    splits[split].append({"id": f"{split}-{skill}-{i}", "prompt": text,
+                                          "completion": verify(text) or ""})
     return splits
+
+
+def _room(skill: str, seen: set[str], counts: dict[str, int]) -> int:
+    """How many more items of a skill each split can get: the one-word skills have as many
+    inputs as there are words, the antonyms fewer; the others have thousands."""
+    space = {"antonym": len(ANTONYMS)}.get(skill, len(set(WORDS)))
+    if skill in ("add", "larger", "alphabetical"):
+        return 10**6
+    left = space - sum(skill_of(text) == skill for text in seen)
+    return max(0, left) // max(1, len(counts))
 
 
 def _fresh(skill: str, rng: random.Random, seen: set[str]) -> str:
@@ -121,10 +138,19 @@ def _fresh(skill: str, rng: random.Random, seen: set[str]) -> str:
     raise RuntimeError(f"could not draw a new {skill} item")
 
 
-def write(out_dir: Path, per_skill: dict[str, int] | None = None, seed: int = 7) -> None:
-    per_skill = per_skill or {"train": 8, "validation": 6, "test": 6}
+# The shipped files: 8 train items per skill; 6 validation and 6 test items per skill, then 24
+# more of each (the one-word skills and the antonyms: what their inputs leave), so that a
+# held-out split of about two hundred items can tell an 8-point change from noise.
+SHIPPED = {"train": 8, "validation": 6, "test": 6}
+SHIPPED_EXTRA = {"validation": 24, "test": 24}
+
+
+def write(out_dir: Path, per_skill: dict[str, int] | None = None, seed: int = 7,
+          extra: dict[str, int] | None = None) -> None:
+    if per_skill is None:
+        per_skill, extra = SHIPPED, SHIPPED_EXTRA
     out_dir.mkdir(parents=True, exist_ok=True)
-    for split, rows in generate(per_skill, seed).items():
+    for split, rows in generate(per_skill, seed, extra).items():
         with (out_dir / f"skills-{split}.jsonl").open("w") as fh:
             fh.writelines(json.dumps(r) + "\n" for r in rows)
 

@@ -19,6 +19,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Header, Label, Static
 from textual.worker import get_current_worker
 
+from pada_local import printing
 from pada_local.ledger import compare_report, report
 
 from .. import data
@@ -123,10 +124,10 @@ class CompareScreen(PadaScreen):
     @staticmethod
     def _notes(result: dict[str, Any]) -> list[str]:
         progress = data.progress_line(result)
-        verdicts = [line for s in result["strategies"] for line in data.verdict_lines(s)]
-        if not verdicts:
-            verdicts = ["no strategy has a finished seed paired with `none` yet"]
-        return ([] if progress is None else [progress]) + verdicts + [data.cost_line(result["cost"])]
+        lines = printing.comparison_lines(result)
+        if not any(s.get("vs_none") for s in result["strategies"]):
+            lines.insert(0, "no strategy has a finished seed paired with `none` yet")
+        return ([] if progress is None else [progress]) + lines
 
 
 class ComparisonsModal(ModalScreen[str]):

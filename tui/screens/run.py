@@ -98,7 +98,7 @@ class RunScreen(PadaScreen):
     def _summary(self, snap: dict[str, Any]) -> None:
         run = snap["run"]
         about = (f"\n{run['strategy']} · task {run['task']} · student {run['student']} · "
-                 f"teacher {run['teacher']} · best round {cell(run['best_round'])} "
+                 f"teacher {run['teacher']} · selected round {cell(run['best_round'])} "
                  f"(val {pct(run['best_val'])}, test {pct(run['best_test'])})")
         line = Text.assemble((run["name"] or run["id"], "bold"), f"  {run['id']}  ",
                              status_text(run["status"]), about)
