@@ -67,6 +67,9 @@ def main() -> int:
     ap.add_argument("--noise", type=float, action="append", default=[],
                     help="another targeted teacher, wrong at p (repeatable)")
     ap.add_argument("--noise-kind", choices=["correlated", "independent"], default="correlated")
+    ap.add_argument("--top-k", type=int, default=24,
+                    help="targeted teachers pick among this many nearest pool items (a teacher's variety: "
+                         "with a round's ~100 jobs on two or three patterns, 8 made most picks repeats)")
     ap.add_argument("--random", action="store_true", help="add pada with the random-mode teacher")
     ap.add_argument("--strategies", default="none,paraphrase,llm2llm,pada")
     ap.add_argument("--noisy-strategies", default="paraphrase,llm2llm,pada",
@@ -77,13 +80,14 @@ def main() -> int:
     raw = yaml.safe_load(args.config.read_text())
     data = (args.config.parent / raw["data"]["train"]).parent
     pool = data / "pool.jsonl"
-    servers = {"targeted": Server(data, pool, "--mode", "targeted")}
+    top = ("--top-k", str(args.top_k))
+    servers = {"targeted": Server(data, pool, "--mode", "targeted", *top)}
     try:
         if args.random:
             servers["random"] = Server(data, pool, "--mode", "random")
         for p in args.noise:
             servers[f"n{round(100 * p)}"] = Server(data, pool, "--mode", "targeted", "--noise", str(p),
-                                                   "--noise-kind", args.noise_kind)
+                                                   "--noise-kind", args.noise_kind, *top)
         variants = []
         if args.random:
             variants.append(f"pada-random=pada {teacher(servers['random'])}")
