@@ -4,6 +4,14 @@ killed comparison resumes without redoing finished runs, and the report holds to
 
 from __future__ import annotations
 
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -100,8 +108,8 @@ def test_seed_reaches_training_and_round0_equals_a_fresh_computation(grid: dict[
     with Ledger.open(cfg.store) as fresh, Ledger.open(grid["store"]) as ledger:
         reused = _cells(grid)[("pada", 1)]
         assert _adapter_sha(fresh, run_id, 0) == _adapter_sha(ledger, reused, 0)
-        assert fresh.round(run_id, 0)["val_score"] == ledger.for_run(reused).round(0)["val_score"]
-        assert fresh.round(run_id, 0)["test_score"] == ledger.for_run(reused).round(0)["test_score"]
+        assert fresh.for_run(run_id).round(0)["val_score"] == ledger.for_run(reused).round(0)["val_score"]
+        assert fresh.for_run(run_id).round(0)["test_score"] == ledger.for_run(reused).round(0)["test_score"]
 
 
 def test_none_trains_as_many_models_as_the_others_each_with_its_round_seed(grid: dict[str, Any]) -> None:
@@ -126,3 +134,121 @@ def test_report_holds_together(grid: dict[str, Any]) -> None:
     assert by["pada"]["generated"] > 0 and by["pada"]["teacher_tokens"] > 0 and by["none"]["teacher_tokens"] == 0
     for s in report["strategies"]:
         assert s["test_selected"]["mean"] is not None
+
+
+# ---------------------------------------------------------------- a real kill
+
+
+def _compare_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pada_local.cli", "compare", *args]
+
+
+def _grid_args(config: Path, store: Path, work: Path) -> list[str]:
+    return [str(config), "--strategies", "none,pada", "--seeds", "2", "--set", f"store={store}",
+            "--set", f"workdir={work}", "--set", "loop.budget=4"]
+
+
+def _snapshot(store: Path) -> dict[tuple[str, int], dict[str, Any]] | None:
+    """What the store says so far, read through a read-only connection (never a second writer,
+    never a migration racing the one that creates the store): per cell (strategy, seed) its run's
+    status and finished_at, and its done stages' finished_at. None until the grid has a cell."""
+    if not store.is_file():
+        return None
+    try:
+        with closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=10)) as con:
+            cells = con.execute("SELECT c.strategy, c.seed, c.run_id, r.status, r.finished_at FROM "
+                                "comparison_runs c JOIN runs r ON r.id = c.run_id").fetchall()
+            stages = con.execute("SELECT run_id, round, stage, finished_at FROM stages "
+                                 "WHERE status = 'done'").fetchall()
+    except sqlite3.Error:  # not created yet, or a table not there yet
+        return None
+    if not cells:
+        return None
+    return {(s, seed): {"run_id": run_id, "status": status, "finished_at": finished_at,
+                        "stages": {(r, st): at for rid, r, st, at in stages if rid == run_id}}
+            for s, seed, run_id, status, finished_at in cells}
+
+
+def _results(store: Path) -> tuple[dict[Any, Any], dict[str, Any]]:
+    """The comparison's report: per (strategy, seed) what the cell selected and scored, and per
+    strategy the means, counts and paired difference to `none` (no times, no ids)."""
+    with Ledger.open_existing(store) as ledger:
+        (row,) = ledger.comparisons()
+        report = comparison_report(ledger, row["id"], n_boot=200)
+    keys = ("selected_round", "last_round", "test_selected", "test_last", "val_selected", "val_last",
+            "test_by_rule", "generated", "accepted")
+    cells = {(c["strategy"], c["seed"]): {k: c[k] for k in keys} for c in report["cells"]}
+    keep = ("seeds", "test_selected", "test_last", "val_selected", "val_last", "test_by_rule", "generated",
+            "accepted", "vs_none", "vs_none_last")
+    strategies = {s["strategy"]: {k: s.get(k) for k in keep} for s in report["strategies"]}
+    return cells, {"status": report["status"], "strategies": strategies, "running": report["running"],
+                   "rounds": {k: report["cost"][k] for k in ("rounds_computed", "rounds_naive")}}
+
+
+@pytest.mark.slow
+def test_compare_killed_with_sigkill_mid_cell_resumes_to_the_uninterrupted_report(tmp_path: Path) -> None:
+    """`pada compare` killed with SIGKILL half-way through its third cell (round 0 trained, not
+    yet evaluated), then `pada compare --resume`: the two finished cells and the killed cell's
+    finished stages are not redone, every cell finishes, and the report equals that of the
+    same comparison run without interruption in another store."""
+    folder = tmp_path / "task"
+    folder.mkdir()
+    config = tiny_task(folder)
+    reference, store = tmp_path / "reference.db", tmp_path / "killed.db"
+    done = subprocess.run(_compare_cmd(*_grid_args(config, reference, tmp_path / "work-reference")),
+                          capture_output=True, text=True, timeout=3600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    with (tmp_path / "killed.log").open("w") as log:
+        proc = subprocess.Popen(_compare_cmd(*_grid_args(config, store, tmp_path / "work-killed")),
+                                stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 3600
+        while True:
+            assert proc.poll() is None, "the comparison ended before it could be killed"
+            assert time.time() < deadline, "the third cell never got half-way"
+            seen = _snapshot(store)
+            third = None if seen is None else seen.get(("none", 1))
+            if third is not None and (0, "train") in third["stages"]:
+                break
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert seen is not None and third is not None
+    assert third["status"] == "running"  # half-way: round 0 trained, the run not finished
+    finished = sorted(key for key, cell in seen.items() if cell["status"] == "finished")
+    assert finished == [("none", 0), ("pada", 0)]  # loop.seed 0: seeds 0 and 1, seed by seed
+    before = [seen[key] for key in finished]
+    with Ledger.open_existing(store) as ledger:
+        (row,) = ledger.comparisons()
+        cid = row["id"]
+        assert row["status"] == "interrupted"  # stored as running, by a process that is gone
+
+    done = subprocess.run(_compare_cmd("--resume", cid, "--store", str(store)), capture_output=True,
+                          text=True, timeout=3600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    after = _snapshot(store)
+    assert after is not None and sorted(after) == [("none", 0), ("none", 1), ("pada", 0), ("pada", 1)]
+    assert all(cell["status"] == "finished" for cell in after.values())
+    for cell in before:  # finished before the kill: neither the run nor any of its stages redone
+        again = next(c for c in after.values() if c["run_id"] == cell["run_id"])
+        assert again["finished_at"] == cell["finished_at"] and again["stages"] == cell["stages"]
+    resumed = after[("none", 1)]
+    assert resumed["run_id"] == third["run_id"]  # the killed cell continued, not started over
+    for stage, finished_at in third["stages"].items():  # its finished stages were not redone
+        assert resumed["stages"][stage] == finished_at, stage
+    assert {(1, "eval"), (1, "train"), (0, "eval")} <= set(resumed["stages"])
+    with Ledger.open_existing(store) as ledger:
+        assert ledger.comparison(cid)["status"] == "finished"
+        reused = ledger.for_run(after[("pada", 1)]["run_id"]).round(0)["reused_from"]
+        assert reused == third["run_id"]  # round 0 of seed 1, finished by the resume, is shared
+
+    got, want = _results(store), _results(reference)
+    assert got[1]["status"] == "finished" and got[1]["running"] == []
+    assert got[0] == want[0]
+    assert got[1] == want[1]

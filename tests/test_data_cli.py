@@ -1,8 +1,10 @@
-"""`pada data check` and `pada data export`, on data and a stored run built by hand (no models)."""
+"""`pada data check` and `pada data export`, on data and a stored run built by hand (no model weights;
+one test reads the embedded student's tokenizer)."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +99,66 @@ def test_check_errors_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     cfg = label_task(tmp_path, [("a", "positive")], [("b", "maybe")])
     code, out = run_check(cfg, monkeypatch, capsys)
     assert code == 2 and "error:" in out and "maybe" in out
+
+
+def _nearest_rank(values: list[int], q: int) -> int:
+    ordered = sorted(values)
+    return ordered[max(math.ceil(q * len(ordered) / 100) - 1, 0)]
+
+
+def test_check_renders_and_counts_with_the_real_students_chat_template(
+        tmp_path: Path, student_dir: Path, capsys: Capture) -> None:
+    """No stand-in: `pada data check` reads the configured student's own tokenizer (the
+    embedded SmolLM2, its folder only, no weights loaded) and shows ChatML, and its token counts
+    are the real tokenizer's counts of that text, which also decide what max_length drops."""
+    from transformers import AutoTokenizer
+
+    train = [(f"review {i} was good", "positive") for i in range(4)]
+    train += [(f"review {i} was awful", "negative") for i in range(4, 7)]
+    train += [("a rather longer review that rambles on about the plot twists", "negative")]
+    validation = [("a new review, fine", "positive"), ("bad bad", "negative")]
+    cfg = label_task(tmp_path, train, validation)
+
+    def chatml(user: str, answer: str | None) -> str:  # SmolLM2's template, written out by hand
+        head = (f"<|im_start|>system\nOne word.<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n"
+                "<|im_start|>assistant\n")
+        return head if answer is None else f"{head}{answer}<|im_end|>\n"
+
+    tok = AutoTokenizer.from_pretrained(str(student_dir))
+
+    def count(text: str) -> int:
+        return len(tok(text, add_special_tokens=False)["input_ids"])
+
+    lengths = [count(chatml(x, y)) for x, y in train]
+    prompts = [count(chatml(x, None)) for x, _ in validation]
+    assert max(lengths) < 64 and len(set(lengths)) > 1 and sorted(lengths)[-2] < max(lengths)
+    # real subword tokens: not the word counts a stand-in tokenizer would give
+    assert lengths[0] != len(chatml(*train[0]).split())
+
+    code = main(["data", "check", str(cfg), "--set", f"models.student={student_dir}"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "token lengths not checked" not in out
+    shown = ", ".join(f"p{q} {_nearest_rank(lengths, q)}" for q in (50, 90, 99))
+    assert f"data.train tokens (prompt + answer, the student's chat template): {shown}, max {max(lengths)}" \
+        in out
+    shown = ", ".join(f"p{q} {_nearest_rank(prompts, q)}" for q in (50, 90, 99))
+    assert f"data.validation prompt tokens: {shown}, max {max(prompts)}" in out
+    assert "train.max_length=64 keeps every training example" in out
+    # the example as the student sees it: ChatML with user and assistant turns, nothing else
+    training, evaluation = chatml(*train[0]), chatml(train[0][0], None)
+    assert f"as the student sees it in training:\n{training}\n" in out
+    assert f"(the student continues from here):\n{evaluation}\n" in out
+    assert "<|im_start|>user\nreview 0 was good<|im_end|>" in out and "<|im_start|>assistant\npositive" in out
+
+    # the same counts decide what train.max_length drops: one below the longest drops exactly it
+    cut = max(lengths) - 1
+    code = main(["data", "check", str(cfg), "--set", f"models.student={student_dir}",
+                 "--set", f"train.max_length={cut}"])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert f"warning: 1 of 8 training examples are longer than train.max_length={cut} tokens " \
+           "(prompt + answer) and are left out, not cut: train-7" in out
 
 
 # ---------------------------------------------------------------- a stored run, by hand

@@ -108,11 +108,20 @@ def test_kill_9_mid_generation_then_resume_matches(finished_run, tmp_path):
         reference = ref.rows("candidates", ref_id, 1)
         assert len({c["key"] for c in resumed}) == len(resumed) == len(reference)
 
-        def accepted(rows: list[dict], run: str) -> list[str]:
+        def accepted(rows: list[dict], run: str) -> dict[str, tuple[str, str]]:
+            """The accepted samples, key (without the run) -> (input, output): what trains."""
             assert all(c["key"].startswith(f"{run}/") for c in rows)  # keys are scoped to their run
-            return sorted(c["key"].split("/", 1)[1] for c in rows if c["verdict"] == "accepted")
+            return {c["key"].split("/", 1)[1]: (c["input"], c["output"])
+                    for c in rows if c["verdict"] == "accepted"}
+
+        def rejected(rows: list[dict], run: str) -> dict[str, tuple[str, str]]:
+            """The rejected ones, key -> (verdict, reason), the run id taken out of a reason."""
+            return {c["key"].split("/", 1)[1]: (c["verdict"], (c["reason"] or "").replace(f"{run}/", ""))
+                    for c in rows if c["verdict"] != "accepted"}
 
         assert accepted(resumed, run_id) == accepted(reference, ref_id)
+        assert rejected(resumed, run_id) == rejected(reference, ref_id)
+        assert all(v == "rejected" for v, _ in rejected(resumed, run_id).values())  # none left pending
         assert Ledger(store).run(run_id)["status"] == "finished"
 
 

@@ -16,10 +16,15 @@ Every file is recorded with its sha256 in the run's artifacts, through the run l
 from __future__ import annotations
 
 import json
+import signal
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from ..events import Reporter, StageProgress, silent
+from ..events import Event, Reporter, StageProgress, silent
 from ..files import now
 from ..ledger.runs import Ledger
 from ..records import Check, ExportedFile, ExportResult, Verification
@@ -48,7 +53,8 @@ def export_run(store_path: Path, run_id: str, *, round: int | None = None, fmt: 
         conv = converter_for(plan, allow_fetch, progress)
         placement.check_destination(plan.out)
         placement.check_space(plan)
-        final, files, verification = _build(plan, conv, verify, progress, report)
+        with _ctrl_c_kept() as check:
+            final, files, verification = _build(plan, conv, verify, progress, report, check)
     except BaseException:
         progress.end("failed: nothing was left under the final name")  # closes the TUI's/CLI's bar
         raise
@@ -72,18 +78,59 @@ def _step_count(plan: Plan, verify: bool) -> int:
     return steps + int(plan.lora_gguf) + int(verify) + 2  # + card/modelfile + move into place
 
 
-def _build(plan: Plan, conv: Converter | None, verify: bool, progress: StageProgress,
-           report: Reporter) -> tuple[Path, tuple[ExportedFile, ...], Verification | None]:
-    """Write into a temporary folder, verify there, then move it into place (or aside)."""
+def _build(plan: Plan, conv: Converter | None, verify: bool, progress: StageProgress, report: Reporter,
+           check: Callable[[], None]) -> tuple[Path, tuple[ExportedFile, ...], Verification | None]:
+    """Write into a temporary folder, verify there, then move it into place (or aside).
+    `check` raises KeyboardInterrupt for a Ctrl-C that was dropped on the way (_ctrl_c_kept)."""
     with placement.workspace(plan.out) as (tmp, scratch):
         main = write(plan, conv, tmp, scratch, progress)
-        verification = verify_export(plan, conv, tmp, scratch, main, report) if verify else None
+        check()
+
+        def checked(event: Event) -> None:  # verification reports every item: stop there too
+            check()
+            report(event)
+
+        verification = verify_export(plan, conv, tmp, scratch, main, checked) if verify else None
+        check()
         progress.step(message="verified" if verify else "verification skipped")
         write_extras(plan, tmp, verification)
         progress.step(message="model card and Modelfile written")
+        check()  # the last moment: nothing is under the final name yet
         final = placement.place(tmp, plan.out, verification is None or verification.passed)
         progress.step(message=f"-> {final}")
     return final, listed_files(final), verification
+
+
+@contextmanager
+def _ctrl_c_kept() -> Iterator[Callable[[], None]]:
+    """Yields `check()`, which raises KeyboardInterrupt once Ctrl-C was pressed.
+
+    Python raises KeyboardInterrupt in the first Python code that runs after SIGINT. When C code
+    is running, that can be a callback of the C code into Python, and there ctypes prints the
+    exception and drops it: llama-cpp-python's log callback, which llama.cpp calls throughout
+    the loading of a GGUF during verification, is one. The export would then run to the end and
+    place its files. So, while an export runs in the main thread under Python's own SIGINT
+    handler (not where SIGINT is ignored or handled by someone else), the handler also keeps a
+    mark that the export checks between its steps."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield lambda: None
+        return
+    pressed = threading.Event()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        pressed.set()
+        raise KeyboardInterrupt
+
+    def check() -> None:
+        if pressed.is_set():
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield check
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _record(store_path: Path, result: ExportResult) -> None:
