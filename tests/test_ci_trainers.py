@@ -203,8 +203,9 @@ def test_unsloth_that_cannot_be_imported_fails_the_stage_with_its_error(tmp_path
     from pada_local.errors import PadaError
 
     monkeypatch.setenv("PYTHONPATH", str(write_package(tmp_path / "site", BROKEN_UNSLOTH)))
-    with pytest.raises(PadaError, match="torchvision::nms does not exist"):
+    with pytest.raises(PadaError, match="torchvision::nms does not exist") as err:
         ChildTrainer("unsloth").train(TrainSpec(tmp_path, EXAMPLES, tmp_path / "adapter"))
+    assert err.value.hint == "pip uninstall -y torchvision"  # the usual cause, and its fix
     assert "torchvision::nms" in (tmp_path / "adapter.child" / "train.log").read_text()
     assert not (tmp_path / "adapter").exists()
 

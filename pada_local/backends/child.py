@@ -224,7 +224,16 @@ def _trainer(job: Job) -> Any:
     first = getattr(trainer_cls, "first_import", None)
     if first is not None:
         started = time.perf_counter()
-        importlib.import_module(first)
+        try:
+            importlib.import_module(first)
+        except Exception as err:  # the trainer knows what its library's failures mean, if anyone does
+            explain = getattr(trainer_cls, "import_failed", None)
+            if explain is None:
+                raise
+            import traceback
+
+            traceback.print_exc()  # the whole story stays in the child's log
+            raise explain(err) from None
         print(f"pada: imported {first} first ({time.perf_counter() - started:.1f}s)", file=sys.stderr)
     return trainer_cls(**job.kwargs)
 

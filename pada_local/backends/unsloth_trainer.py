@@ -41,10 +41,20 @@ def unsupported(spec_or_cfg: Any) -> list[str]:
     return problems
 
 
+def import_failed(err: BaseException) -> Exception:
+    """What an unsloth import that failed means (the child runner asks, as it imports it first)."""
+    from ..errors import BackendUnavailable
+
+    # The usual one: a torchvision built for another torch, pulled in by unsloth's install.
+    fix = "pip uninstall -y torchvision" if "torchvision" in repr(err) else "use train.backend 'peft'"
+    return BackendUnavailable(f"unsloth is installed but cannot be imported: {err}", hint=fix)
+
+
 class UnslothTrainer:
     name = "unsloth"
     own_process = True  # get_trainer wraps it in a ChildTrainer
     first_import = "unsloth"  # before transformers, or its patches are partial
+    import_failed = staticmethod(import_failed)  # the child runner's explanation of a failed import
 
     def train(
         self,
@@ -89,24 +99,24 @@ class UnslothTrainer:
         tmp = spec.out_dir.with_name(spec.out_dir.name + ".tmp")
         trainer.model.save_pretrained(str(tmp))  # PeftModel: adapter_config.json + adapter_model.safetensors
         tokenizer.save_pretrained(str(tmp))
-        replace_dir(tmp, spec.out_dir)
-        write_info(spec.out_dir, backend="unsloth", device="cuda", gpu=torch.cuda.get_device_name(0),
+        # How it trained goes into the folder before it moves into place, as the peft trainer does:
+        # a crash in between never leaves an adapter without its record.
+        write_info(tmp, backend="unsloth", device="cuda", gpu=torch.cuda.get_device_name(0),
                    capability=".".join(map(str, capability)), compute_dtype=dtype, base_weights="4-bit nf4",
                    merge_dtype="fp32", peak_memory_mb=peak_memory_mb("cuda"))
+        replace_dir(tmp, spec.out_dir)
         return Adapter(spec.out_dir, trainer.state.global_step, seconds, counter.real, tuple(history),
                        dropped, padded_tokens=counter.padded)
 
 
 def _import_unsloth() -> Any:
-    from ..errors import BackendUnavailable
-
     try:
         from unsloth import FastLanguageModel
     except Exception as err:  # noqa: BLE001 - any failure of a third-party import is "cannot run here"
-        # The usual one: a torchvision built for another torch, pulled in by unsloth's install.
-        fix = "pip uninstall -y torchvision" if "torchvision" in repr(err) else "use train.backend 'peft'"
-        raise BackendUnavailable(f"unsloth is installed but cannot be imported: {err}", hint=fix) from None
+        raise import_failed(err) from None
     return FastLanguageModel
+
+
 
 
 def _load(fast: Any, spec: TrainSpec, dtype: str) -> tuple[Any, Any]:
