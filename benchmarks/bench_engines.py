@@ -14,6 +14,10 @@
    grammar applied to every vocabulary entry before sampling (llama-cpp-python's order) and
    grammar-last (llama.cpp's own order: test the sampled token, resample under the grammar only
    when it is refused); prints seconds, completion tokens/s, valid replies and refused tokens;
+8. batched teacher decoding (`--only batch`): the same round's generation requests decoded 1, 2,
+   4 and 8 at a time in one llama.cpp context (teacher.parallel; 1 is the one-at-a-time path
+   every earlier version used), completion tokens/s and the speed-up; then greedy (temperature 0)
+   replies batched against one at a time: how many are the same (`--teacher-gguf` another model);
 5. the teacher behind a server: the same prompts through the in-process backend and through
    llama-cpp-python's OpenAI-compatible server on 127.0.0.1 at concurrency 1 and 4 (samples/s and
    completion tokens/s). That server answers one request at a time, so concurrency shows its
@@ -246,6 +250,33 @@ def bench_grammar(n: int) -> dict[str, float]:
     return out
 
 
+def bench_batch(n: int, gguf: Path | None = None, widths: tuple[int, ...] = (1, 2, 4, 8)) -> dict[str, float]:
+    """A round's generation requests at several teacher.parallel widths; greedy agreement."""
+    from dataclasses import replace
+
+    from pada_local.backends.llama_cpp import LlamaCppGenerator
+
+    path = gguf or models.resolve_teacher("smollm2-135m")
+    out: dict[str, float] = {"requests": n}
+    texts: dict[str, list[str]] = {}
+    for temperature in (None, 0.0):
+        reqs = round_requests(n)
+        if temperature is not None:
+            reqs = [replace(r, temperature=temperature) for r in reqs]
+        for width in widths if temperature is None else (1, max(widths)):
+            gen = LlamaCppGenerator(path, n_ctx=2048, seed=0, parallel=width)
+            t0 = time.perf_counter()
+            done = gen.generate(reqs)
+            key = f"{'greedy_' if temperature == 0.0 else ''}{width}"
+            out[f"{key}_s"] = time.perf_counter() - t0
+            out[f"{key}_completion"] = sum(c.completion_tokens for c in done)
+            out[f"{key}_valid"] = sum(c.ok for c in done)
+            texts[key] = [c.text for c in done]
+            gen.close()
+    out["greedy_same"] = sum(a == b for a, b in zip(texts["greedy_1"], texts[f"greedy_{max(widths)}"]))
+    return out
+
+
 def _count_refusals(gen: object) -> list[int]:
     """Each grammar-last sampler's refused-token count, collected as the generator makes them."""
     counts: list[int] = []
@@ -289,7 +320,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--prompts", type=int, default=16)
     ap.add_argument("--train-steps", type=int, default=4)
-    sections = ["teacher", "student", "trainer", "loglik", "endpoint", "prefix", "grammar"]
+    ap.add_argument("--teacher-gguf", type=Path, help="--only batch: this GGUF instead of the embedded teacher")
+    sections = ["teacher", "student", "trainer", "loglik", "endpoint", "prefix", "grammar", "batch"]
     ap.add_argument("--only", choices=sections, action="append",
                     help="run only these sections (repeatable); default: all")
     args = ap.parse_args()
@@ -327,6 +359,15 @@ def main() -> None:
               f"grammar last {g['last_s']:.1f} s ({g['last_completion'] / g['last_s']:.1f} tok/s, "
               f"{g['last_valid']:.0f} valid, {g['last_refused']:.0f} of {g['last_completion']:.0f} sampled tokens "
               f"refused and redrawn) | speed-up x{g['first_s'] / g['last_s']:.2f}")
+    if "batch" in run:
+        b = bench_batch(args.prompts, args.teacher_gguf)
+        one = b["1_completion"] / b["1_s"]
+        print(f"batch    {b['requests']:.0f} generation requests of a demo round, completion tokens/s by "
+              "sequences decoded together: " + " | ".join(
+                  f"{w}: {b[f'{w}_completion'] / b[f'{w}_s']:.1f} (x{b[f'{w}_completion'] / b[f'{w}_s'] / one:.2f}, "
+                  f"{b[f'{w}_s']:.1f} s, {b[f'{w}_valid']:.0f} valid)" for w in (1, 2, 4, 8)))
+        print(f"batch    greedy replies, 8 at a time against one at a time: {b['greedy_same']:.0f} of "
+              f"{b['requests']:.0f} the same ({b['greedy_1_s']:.1f} s vs {b['greedy_8_s']:.1f} s)")
     if "endpoint" in run:
         e = bench_endpoint(args.prompts)
         print("endpoint " + " | ".join(f"{k} {e[k]:.2f} samples/s, {e[k + '_tok']:.1f} tok/s"

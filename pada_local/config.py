@@ -105,7 +105,12 @@ class TeacherConfig(_Section):
     max_tokens: int = Field(256, ge=8, description="Cap on tokens per teacher reply.")
     concurrency: int = Field(
         4, ge=1, le=64, description="Requests in flight at once to a teacher behind a server (halved "
-        "after an error or time-out); the in-process llama.cpp teacher answers one at a time.")
+        "after an error or time-out); the in-process teacher's is teacher.parallel.")
+    parallel: int | None = Field(
+        None, ge=1, le=64, description="Sequences the in-process llama.cpp teacher decodes together in one "
+        "batch (each its own sampler and stops; a shared prompt opening computed once). Its KV cache is "
+        "parallel x n_ctx cells, checked against free memory before it is made (fewer, said in one line, "
+        "if they do not fit). None = 8 where they fit; 1 = one request at a time.")
     seed: int | None = Field(
         None, ge=0,
         description="Sampling seed for requests without their own; None = derived from loop.seed.")

@@ -23,22 +23,38 @@ from typing import Any
 _MIN_PIECE = 8
 
 
+def chat_formatter(llm: Any, generation_prompt: bool = True) -> Any:
+    """The formatter llama-cpp-python renders this model's chat template with (Any: it types
+    messages as its own TypedDicts; ours are plain dicts)."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    bos, eos = llm.token_bos(), llm.token_eos()
+    text = llm._model.token_get_text  # the same strings llama-cpp-python gives its formatter
+    return Jinja2ChatFormatter(template=llm.metadata["tokenizer.chat_template"],
+                               bos_token=text(bos) if bos != -1 else "",
+                               eos_token=text(eos) if eos != -1 else "", stop_token_ids=[eos],
+                               add_generation_prompt=generation_prompt)
+
+
+def render_prompt(llm: Any, formatter: Any,
+                  messages: Sequence[dict[str, Any]]) -> tuple[list[int], list[str]]:
+    """A chat prompt's tokens and stop strings exactly as llama-cpp-python's chat completion
+    builds them."""
+    result = formatter(messages=list(messages))
+    prompt = result.prompt.encode("utf-8")
+    tokens = list(llm.tokenize(prompt, add_bos=not result.added_special, special=True))
+    stop = result.stop if isinstance(result.stop, list) else [] if result.stop is None else [result.stop]
+    return tokens, [s for s in stop if s]
+
+
 class PrefixReuse:
     """Evaluates a chat prompt's opening messages before llama-cpp-python's completion runs."""
 
     def __init__(self, llm: Any, max_bytes: int = 256 * 2**20) -> None:
         import llama_cpp
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         self.llm, self.lib = llm, llama_cpp
-        template = llm.metadata["tokenizer.chat_template"]
-        bos, eos = llm.token_bos(), llm.token_eos()
-        text = llm._model.token_get_text  # the same strings llama-cpp-python gives its formatter
-        kwargs = {"template": template, "bos_token": text(bos) if bos != -1 else "",
-                  "eos_token": text(eos) if eos != -1 else "", "stop_token_ids": [eos]}
-        # Any: the library types messages as its own TypedDicts; ours are plain dicts.
-        self.full: Any = Jinja2ChatFormatter(**kwargs)
-        self.head: Any = Jinja2ChatFormatter(**kwargs, add_generation_prompt=False)
+        self.full, self.head = chat_formatter(llm), chat_formatter(llm, generation_prompt=False)
         # A state is only valid for a request that cuts its prefix the same way: keep the cuts.
         self.states: OrderedDict[tuple[int, ...], tuple[tuple[int, ...], bytes]] = OrderedDict()
         self.live_cuts: tuple[int, ...] = ()

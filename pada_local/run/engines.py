@@ -64,9 +64,10 @@ class Engines:
             return served(endpoint, t)
         self._log(f"loading teacher {name}")
         gen: Generator = get_generator("llama_cpp", resolve_teacher(name, role), n_ctx=t.n_ctx,
-                                       n_threads=t.n_threads,
-                                       n_gpu_layers=t.n_gpu_layers, temperature=t.temperature,
-                                       max_tokens=t.max_tokens, seed=0 if t.seed is None else t.seed)
+                                       n_threads=t.n_threads, n_gpu_layers=t.n_gpu_layers,
+                                       temperature=t.temperature, max_tokens=t.max_tokens,
+                                       seed=0 if t.seed is None else t.seed, parallel=t.parallel,
+                                       log=self._log)
         if not gen.supports_schema:  # every teacher reply is a JSON object under a schema
             raise ConfigError(f"teacher {name}: its backend cannot constrain replies to a JSON schema")
         return gen
@@ -140,6 +141,7 @@ class Counted:
         self.inner, self.tally = inner, tally
         self.supports_schema = inner.supports_schema
         self.concurrency = int(getattr(inner, "concurrency", 1))  # quality control batches when > 1
+        self.batch_chunk = int(getattr(inner, "batch_chunk", 0) or 0)  # generation's unit of replay
 
     def generate(self, requests: Sequence[ChatRequest], on_item: OnItem | None = None) -> list[Completion]:
         out = self.inner.generate(requests, on_item=on_item)

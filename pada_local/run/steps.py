@@ -131,15 +131,13 @@ class Steps:
             self.run.mark_stage(r, "generate", tally.stats(0, skipped=why))
             return
         have, pattern_ids = self.run.candidate_keys(r), self.run.pattern_ids(r)
-        todo = [j for j in jobs if j.key not in have]  # a resumed round makes only what is missing
 
-        def keep(c: Candidate) -> None:
+        def keep(c: Candidate) -> None:  # stored as it is made: a resumed round makes what is missing
             self.run.add_candidate(r, c, pattern_ids)
             self.check()
 
-        generate.run_jobs(self._teacher(tally), todo, self.task, self.train_set, self.loop.exemplars,
-                          on_candidate=keep, report=self.report, round_=r, total=len(jobs),
-                          done=len(jobs) - len(todo))
+        generate.run_jobs(self._teacher(tally), jobs, self.task, self.train_set, self.loop.exemplars,
+                          on_candidate=keep, have=have, report=self.report, round_=r)
         by_source = {s: sum(j.source == s for j in jobs) for s in {j.source for j in jobs}}
         self.run.mark_stage(r, "generate", tally.stats(len(jobs), **by_source))
 

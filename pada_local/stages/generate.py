@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -227,23 +227,39 @@ def reply_schema(job: Job) -> type[BaseModel]:
 
 
 def run_jobs(teacher: Generator, jobs: Sequence[Job], task: TaskConfig, train: Sequence[Example],
-             n_exemplars: int, *, on_candidate: Callable[[Candidate], None], report: Reporter = silent,
-             round_: int | None = None, total: int | None = None, done: int = 0) -> None:
-    """Generate each job and hand the candidate over at once (the caller stores it), so a
-    crash loses at most the sample in flight."""
-    progress = StageProgress(report, "generate", round_, total if total is not None else len(jobs))
+             n_exemplars: int, *, on_candidate: Callable[[Candidate], None], have: Set[str] = frozenset(),
+             report: Reporter = silent, round_: int | None = None) -> None:
+    """Generate every job whose key is not in `have` (made before a resume) and hand each
+    candidate over at once (the caller stores it), so a crash loses at most what is in flight.
+
+    A teacher that decodes requests together (`batch_chunk`: the in-process llama.cpp teacher)
+    gets them in fixed chunks of the plan, and a chunk with a missing job is made again whole:
+    its replies depend on the requests decoded beside them, so a resumed run samples exactly
+    what the first one would have; the replies already stored are not handed over twice."""
+    progress = StageProgress(report, "generate", round_, len(jobs))
+    done = sum(j.key in have for j in jobs)
     if done:
         progress.step(done, "resumed")
+    chunk = int(getattr(teacher, "batch_chunk", 0) or 0)
+    groups = [list(jobs[i : i + chunk]) for i in range(0, len(jobs), chunk)] if chunk > 1 else [list(jobs)]
+    for group in (g for g in groups if any(j.key not in have for j in g)):
+        todo = group if chunk > 1 else [j for j in group if j.key not in have]
+        _run(teacher, todo, task, train, n_exemplars, have, on_candidate, progress)
+    progress.end()
+
+
+def _run(teacher: Generator, jobs: list[Job], task: TaskConfig, train: Sequence[Example], n_exemplars: int,
+         have: Set[str], on_candidate: Callable[[Candidate], None], progress: StageProgress) -> None:
     prompts = [job_messages(job, task, train, n_exemplars) for job in jobs]
     requests = [ChatRequest(m, schema=reply_schema(job), seed=job.seed)
                 for job, m in zip(jobs, prompts, strict=True)]
 
     def arrived(i: int, reply: Completion) -> None:  # in arrival order when a server runs several
-        on_candidate(_candidate(jobs[i], prompts[i], reply))
-        progress.step()
+        if jobs[i].key not in have:
+            on_candidate(_candidate(jobs[i], prompts[i], reply))
+            progress.step()
 
     teacher.generate(requests, on_item=arrived)
-    progress.end()
 
 
 _SOURCES = {"error": 0, "pattern": 1, "paraphrase": 2}
