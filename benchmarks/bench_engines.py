@@ -250,7 +250,8 @@ def bench_grammar(n: int) -> dict[str, float]:
     return out
 
 
-def bench_batch(n: int, gguf: Path | None = None, widths: tuple[int, ...] = (1, 2, 4, 8)) -> dict[str, float]:
+def bench_batch(n: int, gguf: Path | None = None, widths: tuple[int, ...] = (1, 2, 4, 8),
+                n_gpu_layers: int = 0, plain: bool = False) -> dict[str, float]:
     """A round's generation requests at several teacher.parallel widths; greedy agreement."""
     from dataclasses import replace
 
@@ -263,8 +264,10 @@ def bench_batch(n: int, gguf: Path | None = None, widths: tuple[int, ...] = (1, 
         reqs = round_requests(n)
         if temperature is not None:
             reqs = [replace(r, temperature=temperature) for r in reqs]
+        if plain:  # no JSON schema: a model with random weights would spend its time in the grammar
+            reqs = [replace(r, schema=None) for r in reqs]
         for width in widths if temperature is None else (1, max(widths)):
-            gen = LlamaCppGenerator(path, n_ctx=2048, seed=0, parallel=width)
+            gen = LlamaCppGenerator(path, n_ctx=2048, seed=0, parallel=width, n_gpu_layers=n_gpu_layers)
             t0 = time.perf_counter()
             done = gen.generate(reqs)
             key = f"{'greedy_' if temperature == 0.0 else ''}{width}"
@@ -321,6 +324,8 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=16)
     ap.add_argument("--train-steps", type=int, default=4)
     ap.add_argument("--teacher-gguf", type=Path, help="--only batch: this GGUF instead of the embedded teacher")
+    ap.add_argument("--n-gpu-layers", type=int, default=0, help="--only batch: layers offloaded to the GPU")
+    ap.add_argument("--plain", action="store_true", help="--only batch: requests without their JSON schema")
     sections = ["teacher", "student", "trainer", "loglik", "endpoint", "prefix", "grammar", "batch"]
     ap.add_argument("--only", choices=sections, action="append",
                     help="run only these sections (repeatable); default: all")
@@ -360,7 +365,7 @@ def main() -> None:
               f"{g['last_valid']:.0f} valid, {g['last_refused']:.0f} of {g['last_completion']:.0f} sampled tokens "
               f"refused and redrawn) | speed-up x{g['first_s'] / g['last_s']:.2f}")
     if "batch" in run:
-        b = bench_batch(args.prompts, args.teacher_gguf)
+        b = bench_batch(args.prompts, args.teacher_gguf, n_gpu_layers=args.n_gpu_layers, plain=args.plain)
         one = b["1_completion"] / b["1_s"]
         print(f"batch    {b['requests']:.0f} generation requests of a demo round, completion tokens/s by "
               "sequences decoded together: " + " | ".join(

@@ -141,3 +141,13 @@ def sampling_kwargs(req: ChatRequest, temperature: float, max_tokens: int, seed:
             "temperature": temperature if req.temperature is None else req.temperature,
             "max_tokens": max_tokens if req.max_tokens is None else req.max_tokens,
             "seed": seed if req.seed is None else req.seed}
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens two token lists share."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n

@@ -19,6 +19,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
+from .base import common_prefix
+
 # Piece boundaries closer than this are not worth a separate llama_decode call.
 _MIN_PIECE = 8
 
@@ -109,7 +111,7 @@ class PrefixReuse:
             return 0
         if not full.startswith(head.prompt):
             return 0
-        return _common(self._tokenize(head.prompt, head.added_special), tokens)
+        return common_prefix(self._tokenize(head.prompt, head.added_special), tokens)
 
     def _tokenize(self, prompt: str, added_special: bool) -> list[int]:
         return list(self.llm.tokenize(prompt.encode("utf-8"), add_bos=not added_special, special=True))
@@ -158,12 +160,3 @@ class PrefixReuse:
             raise RuntimeError("llama.cpp could not restore a saved prompt prefix")
         self.llm.input_ids[: len(tokens)] = tokens
         self.llm.n_tokens = len(tokens)
-
-
-def _common(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n

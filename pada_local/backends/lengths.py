@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..errors import ConfigError
-from .base import TrainExample, TrainSpec
+from .base import TrainExample, TrainSpec, common_prefix
 
 SHOWN_IDS = 3  # ids named in a warning; the rest are counted
 WARN_SHARE = 0.01  # preflight warns when more than this share of D_train would be dropped
@@ -40,11 +40,7 @@ def example_length(tokenizer: Any, ex: TrainExample) -> tuple[int, int]:
     rendered alone and the whole chat diverge, as TRL counts it (`common_prefix_length`)."""
     prompt = chat_ids(tokenizer, ex.prompt_messages, generation_prompt=True)
     full = chat_ids(tokenizer, [*ex.prompt_messages, {"role": "assistant", "content": ex.answer}])
-    return len(full), len(full) - _common_prefix(prompt, full)
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    return len(full), len(full) - common_prefix(prompt, full)
 
 
 @dataclass(frozen=True)

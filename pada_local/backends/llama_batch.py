@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import ChatRequest, Completion, OnItem
+from .base import ChatRequest, Completion, OnItem, common_prefix
 
 _MIN_SHARED = 8  # a common opening shorter than this is not worth a cell copy
 
@@ -135,8 +135,9 @@ class BatchDecoder:
     def _wait_for_opening(self, seq: _Seq, active: list[_Seq]) -> bool:
         """Start a request one step later when a prompt still being decoded shares more of its
         opening than any slot holds yet: the opening is then computed once and copied."""
-        held = max((_common(c, seq.prompt) for c in self.cached), default=0)
-        return any(s.pending and _common(s.prompt, seq.prompt) >= max(held + 1, _MIN_SHARED) for s in active)
+        held = max((common_prefix(c, seq.prompt) for c in self.cached), default=0)
+        enough = max(held + 1, _MIN_SHARED)
+        return any(s.pending and common_prefix(s.prompt, seq.prompt) >= enough for s in active)
 
     def _start(self, seq: _Seq, slot: int) -> _Seq:
         """Give the request a slot and its sampler; take its longest common opening from a slot
@@ -144,9 +145,9 @@ class BatchDecoder:
         assert self.new_sampler is not None
         lib, mem = self.lib, self.mem
         seq.slot, seq.started, seq.sampler = slot, time.perf_counter(), self.new_sampler(seq.req)
-        donor, shared = slot, _common(self.cached[slot], seq.prompt)
+        donor, shared = slot, common_prefix(self.cached[slot], seq.prompt)
         for other in range(self.n_seq):
-            n = _common(self.cached[other], seq.prompt)
+            n = common_prefix(self.cached[other], seq.prompt)
             if n > shared:
                 donor, shared = other, n
         shared = min(shared, len(seq.prompt) - 1)  # the last prompt token is decoded: its logits
@@ -258,12 +259,3 @@ def available_memory() -> int | None:
     except OSError:
         pass
     return None
-
-
-def _common(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
