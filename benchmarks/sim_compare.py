@@ -67,9 +67,9 @@ def main() -> int:
     ap.add_argument("--noise", type=float, action="append", default=[],
                     help="another targeted teacher, wrong at p (repeatable)")
     ap.add_argument("--noise-kind", choices=["correlated", "independent"], default="correlated")
-    ap.add_argument("--top-k", type=int, default=24,
-                    help="targeted teachers pick among this many nearest pool items (a teacher's variety: "
-                         "with a round's ~100 jobs on two or three patterns, 8 made most picks repeats)")
+    ap.add_argument("--top-k", type=int, default=8,
+                    help="targeted teachers pick among this many nearest pool items not yet served in the "
+                         "run's generation stage")
     ap.add_argument("--random", action="store_true", help="add pada with the random-mode teacher")
     ap.add_argument("--strategies", default="none,paraphrase,llm2llm,pada")
     ap.add_argument("--noisy-strategies", default="paraphrase,llm2llm,pada",
@@ -97,7 +97,8 @@ def main() -> int:
         cmd = [sys.executable, "-m", "pada_local.cli", "compare", str(args.config),
                "--seeds", str(args.seeds), "--strategies", args.strategies, "--store", args.store,
                "--set", teacher(servers["targeted"]),
-               "--set", "teacher.concurrency=4", *[f"--set={s}" for s in args.set],
+               # one request at a time: a sim's picks depend on the order within a stage
+               "--set", "teacher.concurrency=1", *[f"--set={s}" for s in args.set],
                *[f"--variant={v}" for v in variants]]
         print("SIMULATED TEACHER:", " ".join(cmd), file=sys.stderr, flush=True)
         start = time.time()

