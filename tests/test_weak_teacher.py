@@ -370,6 +370,13 @@ def test_the_teacher_check_compares_with_the_students_validation_score() -> None
     assert "will not decide" in CheckResult("teacher", 0.5, 0.7, 5, 4).line()
 
 
+def test_a_near_perfect_teacher_passes_even_when_the_student_is_within_the_margin_of_100() -> None:
+    assert CheckResult("teacher", 31 / 32, 0.97, 5, 32).trusted  # 97% + 5 is out of reach: 95% is enough
+    assert CheckResult("teacher", 1.0, 0.99, 5, 32).trusted
+    assert not CheckResult("teacher", 30 / 32, 0.97, 5, 32).trusted  # 93.75%: two errors in 32
+    assert not CheckResult("teacher", 0.9, 0.88, 5, 32).trusted  # below 95% the margin still rules
+
+
 def test_a_judge_that_likes_everything_tells_nothing_apart() -> None:
     train = _train()[:4]
     scorer = Scorer(LABEL_TASK.scorer)
