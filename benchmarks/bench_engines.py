@@ -17,7 +17,8 @@
 8. batched teacher decoding (`--only batch`): the same round's generation requests decoded 1, 2,
    4 and 8 at a time in one llama.cpp context (teacher.parallel; 1 is the one-at-a-time path
    every earlier version used), completion tokens/s and the speed-up; then greedy (temperature 0)
-   replies batched against one at a time: how many are the same (`--teacher-gguf` another model);
+   replies batched against one at a time: how many are the same (`--teacher-gguf` another model,
+   `--teacher-shape llama-3.2-1b --plain` a 1B-shaped one with random weights);
 5. the teacher behind a server: the same prompts through the in-process backend and through
    llama-cpp-python's OpenAI-compatible server on 127.0.0.1 at concurrency 1 and 4 (samples/s and
    completion tokens/s). That server answers one request at a time, so concurrency shows its
@@ -250,6 +251,45 @@ def bench_grammar(n: int) -> dict[str, float]:
     return out
 
 
+def shaped_teacher(folder: Path) -> Path:
+    """Llama-3.2-1B's shape (bench_cost.LLAMA_32_1B) with random weights and the embedded
+    student's tokenizer, as a Q8_0 GGUF made once by llama.cpp's own converter (the copy `make
+    setup` fetched): a 1B teacher's cost without a download. Its replies are noise, so time it with
+    --plain (no JSON grammar)."""
+    out = folder / "llama-3.2-1b-shape-random-q8_0.gguf"
+    if out.is_file():
+        return out
+    import subprocess
+    import sys
+
+    import torch
+    from bench_cost import LLAMA_32_1B  # type: ignore[import-not-found]
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from pada_local.backends.hf import load_tokenizer
+    from pada_local.export import converter
+
+    conv = converter.find()
+    if conv is None:
+        raise SystemExit("llama.cpp's converter is missing: python -m pada_local.export.converter --fetch")
+    folder.mkdir(parents=True, exist_ok=True)
+    tok = load_tokenizer(models.prepare_student(models.resolve_student("smollm2-135m")))
+    with TemporaryDirectory(dir=folder) as tmp:
+        cfg = LlamaConfig(**LLAMA_32_1B, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                          pad_token_id=tok.pad_token_id)
+        torch.manual_seed(0)
+        torch.set_default_dtype(torch.bfloat16)
+        LlamaForCausalLM(cfg).save_pretrained(tmp)
+        torch.set_default_dtype(torch.float32)
+        tok.save_pretrained(tmp)
+        env = {**os.environ, "PYTHONPATH": str(conv.root / "gguf-py")}
+        subprocess.run([sys.executable, str(conv.script("convert_hf_to_gguf.py")), tmp, "--outfile",
+                        str(out.with_suffix(".part")), "--outtype", "q8_0"], check=True, env=env,
+                       stdout=subprocess.DEVNULL)
+    out.with_suffix(".part").rename(out)
+    return out
+
+
 def bench_batch(n: int, gguf: Path | None = None, widths: tuple[int, ...] = (1, 2, 4, 8),
                 n_gpu_layers: int = 0, plain: bool = False) -> dict[str, float]:
     """A round's generation requests at several teacher.parallel widths; greedy agreement."""
@@ -324,6 +364,8 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=16)
     ap.add_argument("--train-steps", type=int, default=4)
     ap.add_argument("--teacher-gguf", type=Path, help="--only batch: this GGUF instead of the embedded teacher")
+    ap.add_argument("--teacher-shape", choices=["llama-3.2-1b"],
+                    help="--only batch: a teacher of this shape with random weights (built once; use --plain)")
     ap.add_argument("--n-gpu-layers", type=int, default=0, help="--only batch: layers offloaded to the GPU")
     ap.add_argument("--plain", action="store_true", help="--only batch: requests without their JSON schema")
     sections = ["teacher", "student", "trainer", "loglik", "endpoint", "prefix", "grammar", "batch"]
@@ -365,7 +407,10 @@ def main() -> None:
               f"{g['last_valid']:.0f} valid, {g['last_refused']:.0f} of {g['last_completion']:.0f} sampled tokens "
               f"refused and redrawn) | speed-up x{g['first_s'] / g['last_s']:.2f}")
     if "batch" in run:
-        b = bench_batch(args.prompts, args.teacher_gguf, n_gpu_layers=args.n_gpu_layers, plain=args.plain)
+        gguf = args.teacher_gguf
+        if args.teacher_shape:
+            gguf = shaped_teacher(Path(os.environ.get("PADA_BENCH_CACHE", "~/.cache/pada-local/bench")).expanduser())
+        b = bench_batch(args.prompts, gguf, n_gpu_layers=args.n_gpu_layers, plain=args.plain)
         one = b["1_completion"] / b["1_s"]
         print(f"batch    {b['requests']:.0f} generation requests of a demo round, completion tokens/s by "
               "sequences decoded together: " + " | ".join(

@@ -269,8 +269,11 @@ class QualityConfig(_Section):
         "re-solves and grades are trusted as they are).")
     teacher_margin: float = Field(
         5.0, ge=0, le=100, description="Points the teacher must beat the round-0 student's validation "
-        "accuracy by (a separate judge: chance) before its re-solves or grades decide a sample; a "
-        "teacher within this many points of 100% passes whatever the student scores.")
+        "accuracy by (a separate judge: chance) before its re-solves or grades decide a sample.")
+    teacher_pass: float | None = Field(
+        95.0, ge=0, le=100, description="A teacher that solves at least this share (%) of the check's "
+        "items passes whatever the student scores (a 97% student leaves no room to be 5 points better); "
+        "None = the margin alone decides.")
     unconfirmed: Literal["keep", "reject", "student"] = Field(
         "reject", description="A label-first sample that nothing can confirm (the teacher failed its "
         "check, no verifier): reject it, keep it as written (measured on SST-2 with the embedded "

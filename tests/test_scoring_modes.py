@@ -107,19 +107,22 @@ def _judge_task(folder: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_judge_task_runs_the_default_strategy_with_its_judge_checked(tmp_path: Path) -> None:
-    """A judge-scored task runs `pada` with the judge on: its judge is checked first (it grades a
-    train item's own reference and another item's, and must tell them apart), and a judge that
-    fails the check decides no sample, saying why; one that passes grades each candidate. (With
-    the default loop.generate_unconfirmed: skip, a failed check skips generation instead.)"""
-    cfg = load(_judge_task(tmp_path), [f"store={tmp_path / 'r.db'}", f"workdir={tmp_path / 'w'}"])
+def test_judge_task_run_checks_its_judge_and_lets_only_a_trusted_one_decide(tmp_path: Path) -> None:
+    """A judge-scored task runs with the judge on: its judge is checked first (it grades a train
+    item's own reference and another item's, and must tell them apart), and a judge that fails the
+    check decides no sample, saying why; one that passes grades each candidate. (With the default
+    loop.generate_unconfirmed: skip, a failed check skips generation instead.) `paraphrase` makes
+    its candidates from train items whatever the student got wrong: the embedded judge passes every
+    answer of the round-0 student here, which leaves `pada` nothing to target and no candidate."""
+    cfg = load(_judge_task(tmp_path), [f"store={tmp_path / 'r.db'}", f"workdir={tmp_path / 'w'}",
+                                       "loop.strategy=paraphrase"])
     run_id = loop.start(cfg)
     with Ledger.open(cfg.store) as ledger:
         run = ledger.for_run(run_id)
         assert run.row()["status"] == "finished", run.row()["error"]
         check = (run.stage_detail(1, "teacher_check") or {})["judge"]
         assert check["n"] == 4 and set(check["items"][0]) >= {"reference_correct", "wrong_correct", "told_apart"}
-        assert run.stage_done(1, "patterns") and run.stage_done(1, "quality")
+        assert run.stage_done(1, "quality")
         reasons = [c["reason"] for c in run.candidate_rows(1)]
         assert len(reasons) == 3
         cheap = ("unparseable", "wrong format", "duplicate", "contamination", "copies the prompt")

@@ -250,7 +250,7 @@ def test_a_stored_comparison_opens_in_the_compare_screen(tmp_path):
         notes = _plain(screen.query_one("#compare-verdicts", Static))
         assert "pada vs none: +20.0 points [" in notes
         assert f"better on 2 of 2 seeds: {pada['vs_none']['verdict']}" in notes
-        assert "round 0 reused: 6 rounds computed for 8 reported (2 saved)" in notes
+        assert "cost: 6 rounds computed for 8 rounds reported (2 saved" in notes
         chart = screen.query_one("#strategy-chart", StrategyChart)
         assert chart.size.height > 0 and "seed 1" in chart.plt.build()
         await pilot.press("escape")

@@ -26,7 +26,7 @@ from pada_local.stages.arith import ArithError, compute, foreign_numbers, intege
 from pada_local.stages.balance import distribution, rebalance, tv_distance
 from pada_local.stages.generate import Answers, _candidate, job_messages, plan_jobs, reply_schema
 from pada_local.stages.quality import QualityControl
-from pada_local.stages.teachercheck import CheckResult, check_judge, check_teacher, wrong_answer
+from pada_local.stages.teachercheck import CheckResult, check_judge, check_teacher, from_stats, wrong_answer
 
 LABEL_TASK = TaskConfig(name="sentiment", description="Decide whether a review is positive or negative.",
                         answer_format="positive or negative",
@@ -371,10 +371,14 @@ def test_the_teacher_check_compares_with_the_students_validation_score() -> None
 
 
 def test_a_near_perfect_teacher_passes_even_when_the_student_is_within_the_margin_of_100() -> None:
-    assert CheckResult("teacher", 31 / 32, 0.97, 5, 32).trusted  # 97% + 5 is out of reach: 95% is enough
-    assert CheckResult("teacher", 1.0, 0.99, 5, 32).trusted
-    assert not CheckResult("teacher", 30 / 32, 0.97, 5, 32).trusted  # 93.75%: two errors in 32
-    assert not CheckResult("teacher", 0.9, 0.88, 5, 32).trusted  # below 95% the margin still rules
+    def check(accuracy: float, student: float, sound: float | None = 95.0) -> CheckResult:
+        return CheckResult("teacher", accuracy, student, 5, 32, sound=sound)
+
+    assert check(31 / 32, 0.97).trusted and check(1.0, 0.99).trusted  # 97% + 5 is out of reach
+    assert not check(30 / 32, 0.97).trusted  # 93.75%: neither 95% nor 5 points better
+    assert not check(0.9, 0.88).trusted and check(0.94, 0.88).trusted  # below 95% the margin rules
+    assert not check(1.0, 0.99, sound=None).trusted  # teacher_pass: null, the margin alone
+    assert from_stats(check(31 / 32, 0.97).stats()).trusted  # a stored check reads the same
 
 
 def test_a_judge_that_likes_everything_tells_nothing_apart() -> None:
@@ -422,7 +426,8 @@ def test_label_first_run_with_the_real_teacher(tmp_path: Path) -> None:
                     "backend": "peft"}
     raw["loop"] = {"rounds": 1, "budget": 8, "analysis_cap": 4, "k_max": 2, "exemplars": 2}
     # A margin no teacher clears: nothing it says decides, and the trained student weighs the labels.
-    raw["quality"] = {"teacher_check": 6, "judge": False, "teacher_margin": 100, "unconfirmed": "student"}
+    raw["quality"] = {"teacher_check": 6, "judge": False, "teacher_margin": 100, "teacher_pass": None,
+                      "unconfirmed": "student"}
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(raw))
     cfg = load(path, [f"store={tmp_path / 'runs.db'}", f"workdir={tmp_path / 'work'}"])

@@ -117,7 +117,7 @@ class Steps:
         checks = teachercheck.run_checks(
             self._teacher(tally), judge, self.train_set, self.task, self.p.scorer, n=q.teacher_check,
             seed=self.loop.seed, baseline=self.run.round(0)["val_score"] or 0.0, margin=q.teacher_margin,
-            report=self.report, round_=1)
+            sound=q.teacher_pass, report=self.report, round_=1)
         for c in checks:
             self.report(Event("log", "teacher check", 1, message=c.line()))
         self.run.mark_stage(1, "teacher_check", tally.stats(sum(c.n for c in checks),

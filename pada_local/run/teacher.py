@@ -29,6 +29,7 @@ def standalone(cfg: Config, *, report: Reporter = silent, baseline: float | None
         judge = engines.judge() if cfg.models.judge is not None else None
         return run_checks(engines.teacher(), judge, p.splits.train, cfg.task, p.scorer,
                           n=cfg.quality.teacher_check or 32, seed=cfg.loop.seed, baseline=baseline,
-                          margin=cfg.quality.teacher_margin, against=against, report=report)
+                          margin=cfg.quality.teacher_margin, sound=cfg.quality.teacher_pass, against=against,
+                          report=report)
     finally:
         engines.close()

@@ -35,12 +35,15 @@ class CheckResult:
     items: list[dict[str, Any]] = field(default_factory=list)
     against: str = "student {:.0f}% on validation after round 0"  # how the baseline reads
 
+    sound: float | None = None  # an accuracy (%) that passes whatever the baseline
+
     @property
     def required(self) -> float:
-        """Points to reach: the margin above the baseline, capped at the margin below 100%. With a
+        """Points to reach: the margin above the baseline, or `sound` where that is lower. With a
         student at 97% no teacher can be 5 points better, yet one right on 31 of 32 items is a
         sound re-solver: the check exists to stop weak teachers, not to stop strong students."""
-        return min(100 * self.baseline + self.margin, 100 - self.margin)
+        wanted = 100 * self.baseline + self.margin
+        return wanted if self.sound is None else min(wanted, self.sound)
 
     @property
     def trusted(self) -> bool:
@@ -64,22 +67,22 @@ class CheckResult:
 
     def stats(self) -> dict[str, Any]:
         return {"role": self.role, "accuracy": self.accuracy, "baseline": self.baseline,
-                "margin": self.margin, "n": self.n, "trusted": self.trusted, "line": self.line(),
-                "against": self.against, "items": self.items}
+                "margin": self.margin, "sound": self.sound, "n": self.n, "trusted": self.trusted,
+                "line": self.line(), "against": self.against, "items": self.items}
 
 
 def run_checks(teacher: Generator, judge: Generator | None, train: Sequence[Example], task: TaskConfig,
                scorer: Scorer, *, n: int, seed: int, baseline: float, margin: float,
-               against: str = "student {:.0f}% on validation after round 0", report: Reporter = silent,
-               round_: int | None = None) -> list[CheckResult]:
+               sound: float | None = None, against: str = "student {:.0f}% on validation after round 0",
+               report: Reporter = silent, round_: int | None = None) -> list[CheckResult]:
     """The teacher check (and a separate judge's), as a run and `pada teacher check` both run it:
     the same seeded train items (purpose "teacher_check"), prompts and scorer."""
     items = pick(train, n, derive(seed, "teacher_check", 0))
     if task.scorer.kind == "judge":  # no answer to solve for: the grader is what decides, check it
         return [check_grader(judge or teacher, items, task, scorer, train, margin=margin,
                              seed=derive(seed, "judge_check", 0), report=report, round_=round_)]
-    checks = [check_teacher(teacher, items, task, scorer, baseline=baseline, margin=margin, report=report,
-                            round_=round_, against=against)]
+    checks = [check_teacher(teacher, items, task, scorer, baseline=baseline, margin=margin, sound=sound,
+                            report=report, round_=round_, against=against)]
     if judge is not None:
         checks.append(check_judge(judge, items, task, scorer, train, margin=margin,
                                   seed=derive(seed, "judge_check", 0), report=report, round_=round_))
@@ -98,7 +101,8 @@ def trust_of(detail: dict[str, Any]) -> Trust:
 
 def from_stats(detail: dict[str, Any]) -> CheckResult:
     return CheckResult(detail["role"], detail["accuracy"], detail["baseline"], detail["margin"],
-                       detail["n"], detail.get("items", []), detail.get("against", CheckResult.against))
+                       detail["n"], detail.get("items", []), detail.get("against", CheckResult.against),
+                       detail.get("sound"))
 
 
 def pick(train: Sequence[Example], n: int, seed: int) -> list[Example]:
@@ -106,8 +110,8 @@ def pick(train: Sequence[Example], n: int, seed: int) -> list[Example]:
 
 
 def check_teacher(teacher: Generator, items: Sequence[Example], task: TaskConfig, scorer: Scorer, *,
-                  baseline: float, margin: float, report: Reporter = silent, round_: int | None = None,
-                  against: str = CheckResult.against) -> CheckResult:
+                  baseline: float, margin: float, sound: float | None = None, report: Reporter = silent,
+                  round_: int | None = None, against: str = CheckResult.against) -> CheckResult:
     """The teacher answers each item with the same prompt quality control's re-solve uses."""
     progress = StageProgress(report, "teacher check", round_, len(items))
     requests = [ChatRequest(solve_messages(task, ex.input), schema=SolveReply, temperature=0.0, max_tokens=96)
@@ -120,7 +124,7 @@ def check_teacher(teacher: Generator, items: Sequence[Example], task: TaskConfig
         rows.append({"item_id": ex.id, "reference": ex.output, "answer": answer,
                      "score": scorer.score(answer, ex.output) if answer else 0.0})
     accuracy = sum(r["score"] for r in rows) / len(rows) if rows else 0.0
-    return CheckResult("teacher", accuracy, baseline, margin, len(rows), rows, against)
+    return CheckResult("teacher", accuracy, baseline, margin, len(rows), rows, against, sound)
 
 
 def check_judge(judge: Generator, items: Sequence[Example], task: TaskConfig, scorer: Scorer,
