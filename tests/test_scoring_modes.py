@@ -107,6 +107,27 @@ def _judge_task(folder: Path) -> Path:
 
 
 @pytest.mark.slow
+def test_judge_task_runs_the_default_strategy_with_its_judge_checked(tmp_path: Path) -> None:
+    """The default strategy, `pada`, on a judge-scored task: the judge is checked before round 1
+    and stored with its items; the round's failures are the ones the judge marked wrong (its
+    verdicts are the validation scores, so what `pada` targets follows them); and a judge that
+    fails its check accepts no sample. (The candidates' grading path: the test below.)"""
+    cfg = load(_judge_task(tmp_path), [f"store={tmp_path / 'r.db'}", f"workdir={tmp_path / 'w'}"])
+    assert cfg.loop.strategy == "pada"
+    run_id = loop.start(cfg)
+    with Ledger.open(cfg.store) as ledger:
+        run = ledger.for_run(run_id)
+        assert run.row()["status"] == "finished", run.row()["error"]
+        check = (run.stage_detail(1, "teacher_check") or {})["judge"]
+        assert check["n"] == 4 and set(check["items"][0]) >= {"reference_correct", "wrong_correct", "told_apart"}
+        assert run.stage_done(1, "patterns") and run.stage_done(1, "quality")
+        wrong = [i for i, score in run.item_scores(0).items() if score == 0]
+        assert (run.stage_detail(1, "analyze") or {})["failures"] == len(wrong)
+        if not check["trusted"]:
+            assert run.round(1)["n_accepted"] == 0
+
+
+@pytest.mark.slow
 def test_judge_task_run_checks_its_judge_and_lets_only_a_trusted_one_decide(tmp_path: Path) -> None:
     """A judge-scored task runs with the judge on: its judge is checked first (it grades a train
     item's own reference and another item's, and must tell them apart), and a judge that fails the
