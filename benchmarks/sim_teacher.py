@@ -43,7 +43,8 @@ a generation request (InputReply, SampleReply, ComputedReply) that follows any o
 each run's generation stage (after its analyses and teacher check) draws without repeats, like a
 teacher writing a new input per job, and the next run sees the whole pool again. Only when every
 eligible item was served in the phase is one served again (counted as phase_repeats). A request
-seen before (a resumed run's replay, a retry) gets its first reply again. So the replies depend on
+seen before (a resumed run's replay, a retry, another strategy's identical error job) gets its
+first reply again, and that reply's item counts as served in the current phase. So the replies depend on
 the order of requests within a phase: send them one at a time (sim_compare sets
 teacher.concurrency=1) and the same request sequence gets the same replies.
 Noise (--noise p, --noise-kind): every "wrong" event is a hash of (seed, request) against p.
@@ -318,7 +319,9 @@ class Sim:
         self._reply_lock = threading.Lock()
         self._phase_used: set[int] = set()
         self._in_generation = False
-        self._replies: dict[tuple[str, str, str], dict[str, Any]] = {}
+        # A reply and the pool item it served (None: no item), by (kind, seed, prompt).
+        self._replies: dict[tuple[str, str, str], tuple[dict[str, Any], int | None]] = {}
+        self._served: int | None = None  # the item the reply being made serves
         self._embed_lock = threading.Lock()
         self.model = None
         if self.mode == "targeted" and args.similarity == "embed":
@@ -435,6 +438,7 @@ class Sim:
                 self.stats.phase_repeats += 1
         index = self.pick(fresh or cands, self.queries(p), p, seed)
         self._phase_used.add(index)
+        self._served = index
         item = self.pool[index]
         self._count(item)
         return item, is_wrong
@@ -472,16 +476,24 @@ class Sim:
             return {"ok": True}
         memo = (p.kind, str(seed), p.key)
         with self._reply_lock:
-            if memo in self._replies:
-                return self._replies[memo]
             generation = p.kind in GENERATION_KINDS
             if generation and not self._in_generation:
                 self._phase_used.clear()
                 with self.stats.lock:
                     self.stats.phases += 1
             self._in_generation = generation
+            if memo in self._replies:
+                # A request seen before (another strategy's same error job, a resumed run) gets its
+                # first reply, and its item counts as served in this phase too: otherwise a later
+                # job of this run could be served the same item, a duplicate a real teacher would
+                # not write.
+                reply, index = self._replies[memo]
+                if index is not None and generation:
+                    self._phase_used.add(index)
+                return reply
+            self._served = None
             reply = handler(p, seed)
-            self._replies[memo] = reply
+            self._replies[memo] = (reply, self._served)
             return reply
 
     def _view(self, text: str, p: Prompt, seed: object) -> str:

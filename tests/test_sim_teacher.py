@@ -352,8 +352,10 @@ def test_a_generation_phase_serves_each_pool_item_once_and_the_next_phase_starts
     weather = {" ".join(r["prompt"].split()).casefold() for r in parts["pool"] if r["completion"] == "weather"}
     assert len(set(first)) == 20 and {" ".join(x.split()).casefold() for x in first} <= weather
     assert replayed == first[:5]  # requests seen before: their first replies again
-    assert len(set(second)) == 20  # a new phase: the whole pool again
-    assert stats["phases"] == 2 and stats["phase_repeats"] == 4  # a replay is no new phase
+    # a new phase: the whole pool again, less the 5 items its replays served (as another strategy's
+    # same error jobs replay in a run whose pattern jobs must not be served those items again)
+    assert len(set(second[:15])) == 15 and not set(second[:15]) & set(replayed)
+    assert stats["phases"] == 2 and stats["phase_repeats"] == 4 + 5
     assert (stats["served"], stats["distinct_served"], stats["repeats"]) == (44, 20, 24)
 
 
