@@ -4,7 +4,10 @@ config rules around scorer modes."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -106,20 +109,28 @@ def _judge_task(folder: Path) -> Path:
     return path
 
 
-@pytest.mark.slow
-def test_judge_task_runs_the_default_strategy_with_its_judge_checked(tmp_path: Path) -> None:
-    """The default strategy, `pada`, on a judge-scored task: the judge is checked before round 1
-    and stored with its items; the round's failures are the ones the judge marked wrong (its
-    verdicts are the validation scores, so what `pada` targets follows them); and a judge that
-    fails its check accepts no sample. (The candidates' grading path: the test below.)"""
-    cfg = load(_judge_task(tmp_path), [f"store={tmp_path / 'r.db'}", f"workdir={tmp_path / 'w'}"])
-    assert cfg.loop.strategy == "pada"
+@contextmanager
+def _judged_run(tmp_path: Path, *overrides: str) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """The judge task run to its end: the run's view and its stored judge check, checked for
+    what every judge-task run must show (finished; the check graded 4 items both ways)."""
+    cfg = load(_judge_task(tmp_path), [f"store={tmp_path / 'r.db'}", f"workdir={tmp_path / 'w'}", *overrides])
     run_id = loop.start(cfg)
     with Ledger.open(cfg.store) as ledger:
         run = ledger.for_run(run_id)
         assert run.row()["status"] == "finished", run.row()["error"]
         check = (run.stage_detail(1, "teacher_check") or {})["judge"]
         assert check["n"] == 4 and set(check["items"][0]) >= {"reference_correct", "wrong_correct", "told_apart"}
+        yield run, check
+
+
+@pytest.mark.slow
+def test_judge_task_runs_the_default_strategy_with_its_judge_checked(tmp_path: Path) -> None:
+    """The default strategy, `pada`, on a judge-scored task: the judge is checked before round 1
+    and stored with its items; the round's failures are the ones the judge marked wrong (its
+    verdicts are the validation scores, so what `pada` targets follows them); and a judge that
+    fails its check accepts no sample. (The candidates' grading path: the test below.)"""
+    with _judged_run(tmp_path) as (run, check):
+        assert run.config()["loop"]["strategy"] == "pada"
         assert run.stage_done(1, "patterns") and run.stage_done(1, "quality")
         wrong = [i for i, score in run.item_scores(0).items() if score == 0]
         assert (run.stage_detail(1, "analyze") or {})["failures"] == len(wrong)
@@ -135,14 +146,7 @@ def test_judge_task_run_checks_its_judge_and_lets_only_a_trusted_one_decide(tmp_
     loop.generate_unconfirmed: skip, a failed check skips generation instead.) `paraphrase` makes
     its candidates from train items whatever the student got wrong: the embedded judge passes every
     answer of the round-0 student here, which leaves `pada` nothing to target and no candidate."""
-    cfg = load(_judge_task(tmp_path), [f"store={tmp_path / 'r.db'}", f"workdir={tmp_path / 'w'}",
-                                       "loop.strategy=paraphrase"])
-    run_id = loop.start(cfg)
-    with Ledger.open(cfg.store) as ledger:
-        run = ledger.for_run(run_id)
-        assert run.row()["status"] == "finished", run.row()["error"]
-        check = (run.stage_detail(1, "teacher_check") or {})["judge"]
-        assert check["n"] == 4 and set(check["items"][0]) >= {"reference_correct", "wrong_correct", "told_apart"}
+    with _judged_run(tmp_path, "loop.strategy=paraphrase") as (run, check):
         assert run.stage_done(1, "quality")
         reasons = [c["reason"] for c in run.candidate_rows(1)]
         assert len(reasons) == 3
