@@ -12,7 +12,10 @@ report and each server's /stats.
 Cells: none, paraphrase, llm2llm, pada (targeted, noise 0); pada-random (random mode, noise 0:
 the control that isolates targeting); for each --noise p: paraphrase-nP, llm2llm-nP, pada-nP with
 the targeted teacher wrong at rate p (--noise-kind, default correlated: a teacher that wrote an
-input for the wrong label also re-solves and grades it wrongly).
+input for the wrong label also re-solves and grades it wrongly). --variant adds a named cell with
+settings of its own, served by the targeted teacher or by one named after `@`:
+
+    --variant 'pada-tv1=pada quality.max_label_tv=1' --variant 'pada-n10-tv1=pada@n10 quality.max_label_tv=1'
 """
 
 from __future__ import annotations
@@ -60,6 +63,17 @@ def teacher(server: Server) -> str:
     return f"models.teacher=openai:{server.url}#sim"
 
 
+def own_variant(spec: str, servers: dict[str, Server]) -> str:
+    """'NAME=STRATEGY[@SERVER] KEY=VALUE...' as `pada compare --variant` takes it, with the
+    named server's teacher set."""
+    name, _, rest = spec.partition("=")
+    strategy, *settings = rest.split()
+    strategy, _, server = strategy.partition("@")
+    if (server or "targeted") not in servers:
+        raise SystemExit(f"--variant {spec!r}: no {server!r} teacher (have {', '.join(servers)})")
+    return " ".join([f"{name}={strategy}", teacher(servers[server or "targeted"]), *settings])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("config", type=Path)
@@ -76,6 +90,9 @@ def main() -> int:
                     help="strategies repeated under each noisy teacher")
     ap.add_argument("--store", default="runs/sim.db")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=STRATEGY[@SERVER] KEY=VALUE...",
+                    help="another cell; SERVER: targeted (default), random, or nP (needs --noise p; "
+                         "--noisy-strategies '' runs no other cell under it)")
     args = ap.parse_args()
     raw = yaml.safe_load(args.config.read_text())
     data = (args.config.parent / raw["data"]["train"]).parent
@@ -83,7 +100,7 @@ def main() -> int:
     top = ("--top-k", str(args.top_k))
     servers = {"targeted": Server(data, pool, "--mode", "targeted", *top)}
     try:
-        if args.random:
+        if args.random or any("@random" in v.split("=", 1)[-1].split()[0] for v in args.variant):
             servers["random"] = Server(data, pool, "--mode", "random")
         for p in args.noise:
             servers[f"n{round(100 * p)}"] = Server(data, pool, "--mode", "targeted", "--noise", str(p),
@@ -93,7 +110,9 @@ def main() -> int:
             variants.append(f"pada-random=pada {teacher(servers['random'])}")
         for p in args.noise:
             tag = f"n{round(100 * p)}"
-            variants += [f"{s}-{tag}={s} {teacher(servers[tag])}" for s in args.noisy_strategies.split(",")]
+            noisy = [s for s in args.noisy_strategies.split(",") if s]
+            variants += [f"{s}-{tag}={s} {teacher(servers[tag])}" for s in noisy]
+        variants += [own_variant(v, servers) for v in args.variant]
         cmd = [sys.executable, "-m", "pada_local.cli", "compare", str(args.config),
                "--seeds", str(args.seeds), "--strategies", args.strategies, "--store", args.store,
                "--set", teacher(servers["targeted"]),
