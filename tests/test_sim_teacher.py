@@ -537,3 +537,20 @@ def test_sigterm_stops_the_server_cleanly_and_writes_its_stats(toy: tuple, tmp_p
     server.ask(solve(toy[1]["pool"][0]["prompt"]), SolveReply)
     assert server.stop() == 0
     assert json.loads(out.read_text())["requests"] == 1
+
+
+def test_sim_compare_variant_takes_the_named_teacher_and_its_own_settings() -> None:
+    sys.path.insert(0, str(SIM.parent))
+    try:
+        import sim_compare
+    finally:
+        sys.path.remove(str(SIM.parent))
+    servers: dict[str, Any] = {"targeted": type("S", (), {"url": "http://127.0.0.1:1/v1"})(),
+                               "n10": type("S", (), {"url": "http://127.0.0.1:2/v1"})()}
+    plain = sim_compare.own_variant("pada-tv1=pada quality.max_label_tv=1", servers)
+    noisy = sim_compare.own_variant("pada-n10-tv1=pada@n10 quality.max_label_tv=1 loop.rounds=2", servers)
+    assert plain == "pada-tv1=pada models.teacher=openai:http://127.0.0.1:1/v1#sim quality.max_label_tv=1"
+    assert noisy == ("pada-n10-tv1=pada models.teacher=openai:http://127.0.0.1:2/v1#sim "
+                     "quality.max_label_tv=1 loop.rounds=2")
+    with pytest.raises(SystemExit, match="no 'random' teacher"):
+        sim_compare.own_variant("pada-r=pada@random", servers)
