@@ -23,7 +23,7 @@ from pada_local.prompts import ComputedReply, InputReply, JudgeReply, SampleRepl
 from pada_local.records import Candidate, EvalRow, Example, Job, Pattern, Trust
 from pada_local.scoring import Scorer
 from pada_local.stages.arith import ArithError, compute, foreign_numbers, integer_answers, solve
-from pada_local.stages.balance import distribution, rebalance, tv_distance
+from pada_local.stages.balance import LabelMix, distribution, plan_targets, rebalance, tv_distance
 from pada_local.stages.generate import Answers, _candidate, job_messages, plan_jobs, reply_schema
 from pada_local.stages.quality import QualityControl
 from pada_local.stages.teachercheck import CheckResult, check_judge, check_teacher, from_stats, wrong_answer
@@ -124,6 +124,39 @@ def test_rebalance_keeps_earlier_rounds_and_a_balanced_round() -> None:
     # Earlier rounds tilted the set: this round can only drop its own samples.
     found = rebalance(train, ["a"] * 40, [("x", "a"), ("y", "b")], 0.1, seed=0)
     assert set(found.dropped) == {"x"} and found.after > 0.1
+
+
+def test_plan_targets_moves_what_the_balance_would_drop_to_the_labels_under_their_share() -> None:
+    train = ["a"] * 25 + ["b"] * 25 + ["c"] * 25 + ["d"] * 25
+    planned = [(f"j{i}", "a", "b" if i % 2 else None) for i in range(40)] + [("k0", "c", None)]
+    moved = plan_targets(train, [], planned, 0.1, seed=3)
+    dropped = rebalance(train, [], [(k, lab) for k, lab, _ in planned], 0.1, seed=3).dropped
+    assert set(moved) == set(dropped)  # exactly the jobs the balance would have dropped move
+    mix = Counter(train + [moved.get(k, lab) for k, lab, _ in planned])
+    assert tv_distance(distribution(list(mix.elements())), distribution(train)) <= 0.1
+    # Each label under its share is filled up to it (b and d from 25 of 141 to 35.25).
+    assert Counter(moved.values()) == {"b": 11, "d": 7, "c": 7}
+    # A moved error job takes the student's wrong answer while that is under its share, even
+    # where another label is further under.
+    prefer_c = [(f"j{i}", "a", "c") for i in range(40)]
+    assert Counter(plan_targets(train, [], prefer_c, 0.1, seed=3).values())["c"] == 10  # 25 -> 35 of 140
+    assert moved == plan_targets(train, [], planned, 0.1, seed=3)
+    assert plan_targets(train, [], [("x", "a", None), ("y", "b", None)], 0.1, seed=0) == {}
+
+
+def test_planned_label_mix_moves_pattern_targets_before_generation() -> None:
+    train = _train()  # 5 positive, 5 negative
+    patterns = [Pattern(0, "sarcasm", "misses sarcasm", 4, "")]
+    behind = {0: ["negative"] * 4}
+    labels = [ex.output for ex in train]
+    mix = LabelMix(tuple(labels), (), _label_of, 0.1, seed=1)
+    tilted = plan_jobs("pada", 1, 10, patterns, [], train, seed=5, answers=Answers("label", _label_of, behind))
+    planned = plan_jobs("pada", 1, 10, patterns, [], train, seed=5,
+                        answers=Answers("label", _label_of, behind, mix))
+    assert Counter(j.target for j in tilted) == {"negative": 10}
+    share = Counter(j.target for j in planned)
+    assert share["positive"] >= 3  # 10 negatives on 5/5 would be TV 0.25; the plan stays within 0.1
+    assert [j.key for j in planned] == [j.key for j in tilted]  # the same jobs, only labels moved
 
 
 # ---------------------------------------------------------------- label-first jobs

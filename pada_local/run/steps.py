@@ -147,7 +147,7 @@ class Steps:
         pools = generate.pattern_pools(self.engines.embedder(), patterns, validation, clusters, train) \
             if patterns else {}
         answers = generate.answers_for(self.task, self.loop, self.p.scorer, self.p.verifier is not None,
-                                       train, validation, clusters)
+                                       train, validation, clusters, self._label_mix(r))
         failed = [x for x in self.run.eval_rows(r - 1, "train") if x.failed]
         return generate.plan_round(self.loop, r, patterns, failed, train, pools, answers, scope=self.run.id)
 
@@ -160,11 +160,14 @@ class Steps:
             self.run.record_verdicts(r, [], tally.stats(0, accepted=0, rejected=0, reasons={}))
             return
         qc = self._quality_control(r, trust, tally, candidates, [(x.key, x.input) for x in earlier])
-        mix = balance.label_mix_for(self.task.scorer.kind, self.p.scorer,
-                                    [ex.output for ex in self.train_set], [x.output for x in earlier],
-                                    self.cfg.quality.max_label_tv, derive(self.loop.seed, "balance", r))
-        verdicts, detail = review_round(qc, candidates, mix, report=self.report, round_=r)
+        verdicts, detail = review_round(qc, candidates, self._label_mix(r), report=self.report, round_=r)
         self.run.record_verdicts(r, verdicts, tally.stats(len(verdicts), **detail))
+
+    def _label_mix(self, r: int) -> balance.LabelMix | None:
+        """The bound round r's training-set label mix is kept within (label and choice tasks)."""
+        train, earlier = [ex.output for ex in self.train_set], [x.output for x in self.run.accepted(r - 1)]
+        return balance.label_mix_for(self.task.scorer.kind, self.p.scorer, train, earlier,
+                                     self.cfg.quality.max_label_tv, derive(self.loop.seed, "balance", r))
 
     def _quality_control(self, r: int, trust: Trust, tally: Tally, candidates: list[Candidate],
                          pool: list[tuple[str, str]]) -> QualityControl:

@@ -73,6 +73,28 @@ def rebalance(train: Sequence[str], earlier: Sequence[str], new: Sequence[tuple[
     return Balance(dropped, before, tv_distance(_share(counts), reference), _share(counts), reference)
 
 
+def plan_targets(train: Sequence[str], earlier: Sequence[str], planned: Sequence[tuple[str, str, str | None]],
+                 max_tv: float, seed: int) -> dict[str, str]:
+    """Move planned label-first targets before anything is generated, so that the round's samples,
+    all accepted, would keep the label mix within `max_tv`. `planned`: (key, label, preferred
+    other label or None). Each target `rebalance` would drop goes to its preferred label (the
+    student's wrong answer, for an error job: a near miss of the other side) while that label is
+    under its D_train share, else to the label furthest under it. Returns key -> new label."""
+    dropped = rebalance(train, earlier, [(k, label) for k, label, _ in planned], max_tv, seed).dropped
+    reference = distribution(train)
+    counts = Counter([*earlier, *train, *(label for k, label, _ in planned if k not in dropped)])
+    total = len(train) + len(earlier) + len(planned)
+    moved: dict[str, str] = {}
+    for key, _, prefer in planned:  # plan order: the same plan moves the same jobs
+        if key not in dropped:
+            continue
+        deficit = {k: reference[k] * total - counts[k] for k in reference}
+        label = prefer if prefer in deficit and deficit[prefer] > 0 else \
+            max(sorted(deficit), key=lambda k: deficit[k])
+        moved[key], counts[label] = label, counts[label] + 1
+    return moved
+
+
 def _share(counts: Counter[str]) -> dict[str, float]:
     total = sum(counts.values())
     return {k: v / total for k, v in sorted(counts.items()) if v} if total else {}

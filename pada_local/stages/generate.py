@@ -23,6 +23,7 @@ from ..records import Candidate, EvalRow, Example, Job, Pattern
 from ..scoring import Scorer
 from ..seeds import derive
 from ..textsim import jaccard, shingles
+from .balance import LabelMix, plan_targets
 
 
 def split_budget(budget: int, weights: Sequence[int]) -> list[int]:
@@ -47,14 +48,16 @@ class Answers:
     mode: Literal["teacher", "label", "computed"] = "teacher"
     label_of: Callable[[str], str | None] = lambda ref: None  # a reference -> its label as trained
     pattern_labels: dict[int, list[str]] = field(default_factory=dict)  # cluster -> failures' labels
+    mix: LabelMix | None = None  # plan the labels within this bound (loop.plan_label_mix)
 
 
 def answers_for(task: TaskConfig, loop: LoopConfig, scorer: Scorer, has_verifier: bool,
                 train: Sequence[Example], validation: Sequence[EvalRow],
-                clusters: Mapping[str, int]) -> Answers:
+                clusters: Mapping[str, int], mix: LabelMix | None = None) -> Answers:
     """Who decides a sample's answer: a label picked first (label and choice tasks), an evaluated
     expression (numeric tasks), else the teacher. Pattern jobs take the labels of the validation
-    failures behind their pattern (the references only: no validation text reaches a prompt)."""
+    failures behind their pattern (the references only: no validation text reaches a prompt);
+    with `mix` (loop.plan_label_mix) the labels are then planned within its bound."""
     kind = task.scorer.kind
     if kind == "numeric" and loop.computed_answers and not has_verifier:
         return Answers("computed")  # (a task verifier knows the answer: it decides instead)
@@ -65,7 +68,8 @@ def answers_for(task: TaskConfig, loop: LoopConfig, scorer: Scorer, has_verifier
     for item_id, c in clusters.items():
         if item_id in refs:
             behind.setdefault(c, []).append(refs[item_id])
-    return Answers("label", scorer.spelling([ex.output for ex in train]), behind)
+    return Answers("label", scorer.spelling([ex.output for ex in train]), behind,
+                   mix if loop.plan_label_mix else None)
 
 
 def pattern_pools(embedder: Embedder, patterns: Sequence[Pattern], validation: Sequence[EvalRow],
@@ -132,7 +136,21 @@ def _decide_answers(jobs: list[Job], answers: Answers, seed: int, round_: int) -
         for i, label in zip(idx, _spread(labels, len(idx), derive(seed, "targets", round_, cluster_id)),
                             strict=False):
             out[i] = replace(out[i], target=label)
-    return out
+    return _within_mix(out, answers) if answers.mix is not None else out
+
+
+def _within_mix(jobs: list[Job], answers: Answers) -> list[Job]:
+    """The targets moved where the label balance would drop them (see balance.plan_targets)."""
+    mix = answers.mix
+    assert mix is not None
+
+    def label(text: str | None) -> str | None:
+        return (mix.label_of(text) if text else None) or None
+
+    planned = [(j.key, j.target, label(j.prediction)) for j in jobs if j.target is not None]
+    moved = plan_targets([label(x) or "?" for x in mix.train], [label(x) or "?" for x in mix.earlier],
+                         planned, mix.max_tv, derive(mix.seed, "plan"))
+    return [replace(j, target=moved[j.key]) if j.key in moved else j for j in jobs]
 
 
 def _spread(labels: Sequence[str], n: int, seed: int) -> list[str]:
