@@ -76,9 +76,12 @@ def build() -> argparse.ArgumentParser:
     cp.add_argument("--seeds", type=int, default=3, help="seeds per strategy, from loop.seed on (default 3)")
     cp.add_argument("--variant", action="append", default=[], metavar="'NAME=STRATEGY KEY=VALUE ...'",
                     help="one more cell of the grid: STRATEGY with those config overrides, under NAME "
-                         "(e.g. another teacher: 'pada-7b=pada models.teacher=openai:URL#MODEL'); repeatable")
+                         "(e.g. another teacher: 'pada-7b=pada models.teacher=openai:URL#MODEL'); "
+                         "repeatable; with --resume ID, added to that comparison (its finished cells "
+                         "and round 0 kept)")
     cp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
-    cp.add_argument("--resume", metavar="ID", help="continue an interrupted comparison")
+    cp.add_argument("--resume", metavar="ID",
+                    help="continue an interrupted comparison (or grow a finished one by --variant cells)")
     cp.add_argument("--show", metavar="ID", help="print a comparison's report")
     cp.add_argument("--list", action="store_true", help="list the comparisons in the store")
     cp.add_argument("--select", choices=["best_val", "last", "last_unless_worse"],

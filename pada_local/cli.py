@@ -201,10 +201,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 return printing.as_json(rows) if args.json else printing.comparison_list(rows)
             result = comparison_report(ledger, args.show, select=args.select)
     elif args.resume is not None:
-        if args.set or args.config is not None or args.variant:
-            raise PadaError("a resumed comparison keeps its saved config; "
-                            "--set, --variant and a config file do not apply")
-        cid = _run_loop(lambda rep: compare.resume(_store_path(args), args.resume, report=rep))
+        if args.set or args.config is not None:
+            raise PadaError("a resumed comparison keeps its saved config; --set and a config file do not "
+                            "apply", hint="--variant adds cells to it")
+        added = dict(compare.parse_variant(v) for v in args.variant)
+        cid = _run_loop(lambda rep: compare.resume(_store_path(args), args.resume, report=rep,
+                                                   variants=added))
         result = _report_of(_store_path(args), cid)
     else:
         if args.config is None:

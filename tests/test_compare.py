@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from pada_local.config import load, load_raw
-from pada_local.errors import Cancelled
+from pada_local.errors import Cancelled, ConfigError
 from pada_local.ledger.compare_report import comparison_report
 from pada_local.ledger.runs import Ledger
 from pada_local.ledger.stats import mean_sd, paired_bootstrap
@@ -252,3 +252,25 @@ def test_compare_killed_with_sigkill_mid_cell_resumes_to_the_uninterrupted_repor
     assert got[1]["status"] == "finished" and got[1]["running"] == []
     assert got[0] == want[0]
     assert got[1] == want[1]
+
+
+def test_resume_with_a_variant_grows_a_finished_comparison_and_reuses_its_round0(tmp_path: Path) -> None:
+    path = tiny_task(tmp_path)
+    overrides = [f"store={tmp_path / 'runs.db'}", f"workdir={tmp_path / 'work'}"]
+    cid = compare.start(load_raw(path, overrides), tmp_path, ["none"], 1)
+    store = load(path, overrides).store
+    with Ledger.open(store) as ledger:
+        first = ledger.comparison_runs(cid)[0]
+        finished_at = ledger.run(first["run_id"])["finished_at"]
+    added = dict([compare.parse_variant("none-cap3=none loop.analysis_cap=3")])
+    compare.resume(store, cid, variants=added)
+    with Ledger.open(store) as ledger:
+        row = ledger.comparison(cid)
+        cells = {x["strategy"]: x for x in ledger.comparison_runs(cid)}
+        assert row["status"] == "finished" and set(cells) == {"none", "none-cap3"}
+        assert ledger.run(first["run_id"])["finished_at"] == finished_at  # the finished cell is kept
+        new = ledger.for_run(cells["none-cap3"]["run_id"])
+        assert cells["none-cap3"]["status"] == "finished" and new.round(0)["reused_from"] == first["run_id"]
+        assert new.config()["loop"]["analysis_cap"] == 3
+    with pytest.raises(ConfigError, match="already has a cell named none-cap3"):
+        compare.resume(store, cid, variants=added)

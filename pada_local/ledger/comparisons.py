@@ -61,6 +61,12 @@ class Comparisons:
             fields["error"] = error
         self.store.update("comparisons", {"id": comparison_id}, **fields)
 
+    def extend_comparison(self, comparison_id: str, config: Mapping[str, Any],
+                          strategies: Sequence[str]) -> None:
+        """A grid grown by more cells (their variants in `config`); the finished cells stay."""
+        self.store.update("comparisons", {"id": comparison_id}, config_json=dict(config),
+                          strategies_json=list(strategies), updated_at=exact_now())
+
     def comparison_cost(self, comparison_id: str) -> dict[str, int]:
         """Rounds computed against rounds a naive grid would compute (every strategy, every round)."""
         rounds = [r for x in self.store.rows("comparison_runs", comparison_id=comparison_id)

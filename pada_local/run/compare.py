@@ -113,14 +113,33 @@ def start(raw: dict[str, Any], base: Path, strategies: Sequence[str], n_seeds: i
 
 
 def resume(store: Path, comparison_id: str, *, report: Reporter = silent,
-           should_stop: StopCheck | None = None) -> str:
-    """Continue a comparison: finished runs are skipped, an interrupted one resumes."""
+           should_stop: StopCheck | None = None, variants: dict[str, dict[str, Any]] | None = None) -> str:
+    """Continue a comparison: finished runs are skipped, an interrupted one resumes. `variants`
+    grow the grid by more cells on the same config and seeds (round 0 is shared with them as
+    with any variant whose inputs to it are the same)."""
     with Ledger.open_existing(store) as ledger:
         row = ledger.comparison(comparison_id)
         check_not_running(row)
         cid = row["id"]
-        report(Event("log", "compare", message=f"resuming comparison {cid}"))
+        if variants:
+            _extend(ledger, row, variants)
+        report(Event("log", "compare", message=f"resuming comparison {cid}"
+                     + (f" with {', '.join(variants)} added" if variants else "")))
         return Grid(ledger, cid, report, should_stop).run()
+
+
+def _extend(ledger: Ledger, row: dict[str, Any], variants: dict[str, dict[str, Any]]) -> None:
+    saved = json.loads(row["config_json"])
+    strategies: list[str] = json.loads(row["strategies_json"])
+    taken = [name for name in variants if name in strategies]
+    if taken:
+        raise ConfigError(f"the comparison already has a cell named {taken[0]}",
+                          hint="give the variant another name")
+    seeds: list[int] = json.loads(row["seeds_json"])
+    raw = {**saved["raw"], "loop": {**(saved["raw"].get("loop") or {}), "seed": seeds[0]}}
+    every = {**saved.get("variants", {}), **variants}
+    grown, _ = plan(raw, Path(saved["base"]), [*strategies, *variants], len(seeds), every)  # validates them
+    ledger.extend_comparison(row["id"], {**saved, "variants": every}, grown)
 
 
 def _warn_fixed_seeds(raw: dict[str, Any], report: Reporter) -> None:
