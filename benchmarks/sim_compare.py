@@ -90,6 +90,8 @@ def main() -> int:
                     help="strategies repeated under each noisy teacher")
     ap.add_argument("--store", default="runs/sim.db")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--extend", metavar="ID", help="add the --variant cells to this comparison (pada compare "
+                    "--resume ID --variant ...) instead of starting one; the config must be the comparison's")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=STRATEGY[@SERVER] KEY=VALUE...",
                     help="another cell; SERVER: targeted (default), random, or nP (needs --noise p; "
                          "--noisy-strategies '' runs no other cell under it)")
@@ -113,12 +115,15 @@ def main() -> int:
             noisy = [s for s in args.noisy_strategies.split(",") if s]
             variants += [f"{s}-{tag}={s} {teacher(servers[tag])}" for s in noisy]
         variants += [own_variant(v, servers) for v in args.variant]
-        cmd = [sys.executable, "-m", "pada_local.cli", "compare", str(args.config),
-               "--seeds", str(args.seeds), "--strategies", args.strategies, "--store", args.store,
-               "--set", teacher(servers["targeted"]),
-               # one request at a time: a sim's picks depend on the order within a stage
-               "--set", "teacher.concurrency=1", *[f"--set={s}" for s in args.set],
-               *[f"--variant={v}" for v in variants]]
+        # One request at a time (teacher.concurrency=1): a sim's picks depend on the order within a stage.
+        if args.extend:  # the saved config keeps its settings; the new cells name their teacher
+            cmd = [sys.executable, "-m", "pada_local.cli", "compare", "--resume", args.extend,
+                   "--store", args.store, *[f"--variant={v}" for v in variants]]
+        else:
+            cmd = [sys.executable, "-m", "pada_local.cli", "compare", str(args.config),
+                   "--seeds", str(args.seeds), "--strategies", args.strategies, "--store", args.store,
+                   "--set", teacher(servers["targeted"]), "--set", "teacher.concurrency=1",
+                   *[f"--set={s}" for s in args.set], *[f"--variant={v}" for v in variants]]
         print("SIMULATED TEACHER:", " ".join(cmd), file=sys.stderr, flush=True)
         start = time.time()
         done = subprocess.run(cmd)
