@@ -147,9 +147,12 @@ def _within_mix(jobs: list[Job], answers: Answers) -> list[Job]:
     def label(text: str | None) -> str | None:
         return (mix.label_of(text) if text else None) or None
 
+    def labels(texts: Sequence[str]) -> list[str]:  # an unreadable reference is no label to aim at
+        return [x for x in map(label, texts) if x]
+
     planned = [(j.key, j.target, label(j.prediction)) for j in jobs if j.target is not None]
-    moved = plan_targets([label(x) or "?" for x in mix.train], [label(x) or "?" for x in mix.earlier],
-                         planned, mix.max_tv, derive(mix.seed, "plan"))
+    seed = derive(mix.seed, "plan")
+    moved = plan_targets(labels(mix.train), labels(mix.earlier), planned, mix.max_tv, seed)
     return [replace(j, target=moved[j.key]) if j.key in moved else j for j in jobs]
 
 
