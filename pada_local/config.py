@@ -251,9 +251,10 @@ class LoopConfig(_Section):
         "labels of the validation failures behind the pattern; error jobs: the origin item's label) and "
         "the teacher writes an input that has it; the teacher's text never decides the label.")
     plan_label_mix: bool = Field(
-        False, description="With label_first: plan the round's labels within quality.max_label_tv of "
+        True, description="With label_first: plan the round's labels within quality.max_label_tv of "
         "D_train's mix before generating (a target the balance would drop goes to the student's wrong "
-        "answer or the label furthest under its share), so no generation is made only to be dropped.")
+        "answer or the label furthest under its share), so no generation is made only to be dropped "
+        "(decided on the simulated-teacher topics comparison; docs/method.md).")
     computed_answers: bool = Field(
         True, description="Numeric tasks: the teacher writes the computation as an arithmetic expression "
         "and a safe evaluator computes the answer.")
