@@ -16,6 +16,7 @@ import yaml
 from pada_local.config import load
 from pada_local.ledger.runs import Ledger
 from pada_local.run import loop
+from pada_local.stages.balance import distribution, tv_distance
 
 from .test_sim_teacher import Sim, write_task
 
@@ -77,3 +78,17 @@ def test_every_accepted_label_is_the_pools_own(run_against_the_sim: dict[str, An
     assert all(c["input"] in gold and c["output"] == gold[c["input"]] for c in accepted)
     assert not {c["input"] for c in accepted} & held_out
     assert run_against_the_sim["stats"]["by_kind"]["SolveReply"] > 0
+
+
+def test_every_job_aims_at_a_label_and_the_aims_keep_the_label_balance(
+        run_against_the_sim: dict[str, Any]) -> None:
+    """Label-first jobs on a label task, their labels with D_train's within quality.max_label_tv
+    (tests/test_weak_teacher.py checks how loop.plan_label_mix moves a tilted plan)."""
+    with Ledger.open_existing(run_against_the_sim["store"]) as ledger:
+        run = ledger.for_run(run_against_the_sim["run_id"])
+        quality = run.stage_detail(1, "quality")
+        targets = [c["target"] for c in run.candidate_rows(1)]
+    train = [r["completion"] for r in run_against_the_sim["parts"]["train"]]
+    assert targets and None not in targets
+    assert tv_distance(distribution(train + targets), distribution(train)) <= 0.1 + 1e-9
+    assert quality is not None and quality["label_tv"] <= 0.1 + 1e-9
