@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -96,6 +97,9 @@ def main() -> int:
                     help="another cell; SERVER: targeted (default), random, or nP (needs --noise p; "
                          "--noisy-strategies '' runs no other cell under it)")
     args = ap.parse_args()
+    # A plain `kill` must still stop the servers (the finally below) and the comparison, which
+    # `subprocess.run` kills on the way out; `pada compare --resume ID` continues it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     raw = yaml.safe_load(args.config.read_text())
     data = (args.config.parent / raw["data"]["train"]).parent
     pool = data / "pool.jsonl"
