@@ -34,6 +34,7 @@ import os
 import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import Any
 
 from pada_local import models
 from pada_local.backends.base import ChatRequest, TrainExample, TrainSpec
@@ -315,9 +316,28 @@ def bench_batch(n: int, gguf: Path | None = None, widths: tuple[int, ...] = (1, 
             out[f"{key}_completion"] = sum(c.completion_tokens for c in done)
             out[f"{key}_valid"] = sum(c.ok for c in done)
             texts[key] = [c.text for c in done]
+            if temperature is None:
+                _split(out, key, gen, reqs)
             gen.close()
     out["greedy_same"] = sum(a == b for a, b in zip(texts["greedy_1"], texts[f"greedy_{max(widths)}"]))
     return out
+
+
+def _split(out: dict[str, float], key: str, gen: Any, reqs: list[ChatRequest]) -> None:
+    """Where the batched decoder's time went: llama_decode calls that evaluate prompt tokens, and
+    calls that only decode (tokens/s of those: the generation throughput batching is for). At
+    width 1 the one-at-a-time path keeps no such split, so one sequence of a batch decoder is run
+    on the same requests for it."""
+    from pada_local.backends.llama_batch import BatchDecoder
+
+    dec = gen._decoder
+    if dec is None:
+        dec = BatchDecoder(gen.llm, 1, gen.n_ctx, gen.n_threads, new_sampler=gen._sampler, render=gen._render)
+        dec.generate(reqs)
+    out[f"{key}_prompt_s"], out[f"{key}_decode_s"] = dec.prompt_seconds, dec.decode_seconds
+    out[f"{key}_decode_tok"], out[f"{key}_prompt_tok"] = dec.decode_tokens, dec.evaluated
+    if dec is not gen._decoder:
+        dec.close()
 
 
 def _count_refusals(gen: object) -> list[int]:
@@ -416,6 +436,12 @@ def main() -> None:
               "sequences decoded together: " + " | ".join(
                   f"{w}: {b[f'{w}_completion'] / b[f'{w}_s']:.1f} (x{b[f'{w}_completion'] / b[f'{w}_s'] / one:.2f}, "
                   f"{b[f'{w}_s']:.1f} s, {b[f'{w}_valid']:.0f} valid)" for w in (1, 2, 4, 8)))
+        d1 = b["1_decode_tok"] / b["1_decode_s"]
+        print("batch    the same split by llama_decode call: decode-only tokens/s (steps with no prompt token), "
+              "and seconds in steps that evaluate prompt tokens: " + " | ".join(
+                  f"{w}: {b[f'{w}_decode_tok'] / b[f'{w}_decode_s']:.1f} tok/s (x"
+                  f"{b[f'{w}_decode_tok'] / b[f'{w}_decode_s'] / d1:.2f}) in {b[f'{w}_decode_s']:.1f} s, prompts "
+                  f"{b[f'{w}_prompt_tok']:.0f} tokens in {b[f'{w}_prompt_s']:.1f} s" for w in (1, 2, 4, 8)))
         print(f"batch    greedy replies, 8 at a time against one at a time: {b['greedy_same']:.0f} of "
               f"{b['requests']:.0f} the same ({b['greedy_1_s']:.1f} s vs {b['greedy_8_s']:.1f} s)")
     if "endpoint" in run:
